@@ -1,0 +1,260 @@
+//! One thin function per command: call `ops`, print the result.
+
+use std::path::Path;
+
+use super::{Cli, Command, LineageFormat};
+use crate::error::{EXIT_OK, EXIT_USER, Error, Result};
+use crate::lineage::{self, Target, render};
+use crate::ops::{self, Project};
+use crate::printer::Printer;
+use crate::stage::Executors;
+use crate::store::Store;
+
+pub fn dispatch(cli: &Cli, executors: &Executors, p: &Printer) -> Result<u8> {
+    let store = cli.store.as_deref();
+    match &cli.command {
+        Command::Lock { check, verify } => lock(store, *check, *verify, p),
+        Command::Plan { spec, verify } => plan(spec, store, *verify, p),
+        Command::Explain { spec } => explain(spec, store, p),
+        Command::Run {
+            spec,
+            locked,
+            allow_dirty,
+        } => run(spec, store, *locked, *allow_dirty, executors, p),
+        Command::Lineage { reference, format } => {
+            let f = format.unwrap_or(if cli.json {
+                LineageFormat::Json
+            } else {
+                LineageFormat::Text
+            });
+            lineage(reference, store, f, p)
+        }
+        Command::Verify => verify(store, p),
+        Command::Gc { keep, dry_run } => gc(store, keep, *dry_run, p),
+    }
+}
+
+fn cwd_project(store: Option<&Path>) -> Result<Project> {
+    Project::discover(Path::new("."), store)
+}
+
+fn lock(store: Option<&Path>, check: bool, verify: bool, p: &Printer) -> Result<u8> {
+    let project = cwd_project(store)?;
+    let report = ops::lock::lock(&project, check, verify)?;
+    if p.json {
+        p.json_value(&serde_json::to_value(&report).unwrap_or_default());
+    } else if check {
+        p.status(&format!(
+            "datasets.lock is up to date ({} entries)",
+            report.entries
+        ));
+    } else if report.written {
+        p.status(&format!(
+            "wrote datasets.lock ({} entries, {} changed; {} hashed, {} from cache)",
+            report.entries,
+            report.changed.len(),
+            report.hashed,
+            report.cache_hits
+        ));
+    } else {
+        p.status(&format!(
+            "datasets.lock unchanged ({} entries)",
+            report.entries
+        ));
+    }
+    Ok(EXIT_OK)
+}
+
+fn plan(spec: &Path, store: Option<&Path>, verify: bool, p: &Printer) -> Result<u8> {
+    let plan = ops::plan::plan(spec, store, verify)?;
+    if p.json {
+        p.json_value(&plan.to_json());
+    } else {
+        p.data(&plan.to_text());
+    }
+    Ok(EXIT_OK)
+}
+
+fn explain(spec: &Path, store: Option<&Path>, p: &Printer) -> Result<u8> {
+    let ex = ops::explain::explain(spec, store)?;
+    if p.json {
+        p.json_value(&serde_json::to_value(&ex).unwrap_or_default());
+    } else {
+        p.data(&ops::explain::to_text(&ex));
+    }
+    Ok(EXIT_OK)
+}
+
+fn run(
+    spec: &Path,
+    store: Option<&Path>,
+    locked: bool,
+    allow_dirty: bool,
+    executors: &Executors,
+    p: &Printer,
+) -> Result<u8> {
+    let opts = ops::run::RunOptions {
+        locked,
+        allow_dirty,
+    };
+    let report = ops::run::run(spec, store, &opts, executors, p)?;
+    if p.json {
+        p.json_value(&serde_json::to_value(&report).unwrap_or_default());
+    } else {
+        let done = report
+            .stages
+            .iter()
+            .filter(|s| s.status == "completed")
+            .count();
+        let cached = report.stages.len() - done;
+        p.data(&format!(
+            "run {} ok: {done} stage(s) run, {cached} cached\nstore {}\nlineage: medrun lineage {}",
+            report.run_id,
+            report.store,
+            &report.run_id[..12]
+        ));
+    }
+    Ok(EXIT_OK)
+}
+
+fn open_store(store: Option<&Path>) -> Result<Store> {
+    let project = cwd_project(store)?;
+    Ok(Store::open_existing(&project.store_dir)?)
+}
+
+fn lineage(reference: &str, store: Option<&Path>, f: LineageFormat, p: &Printer) -> Result<u8> {
+    let store = open_store(store)?;
+    let target = lineage::resolve(&store, reference)?;
+    let runs = lineage::load_runs(&store)?;
+    match (&target, f) {
+        (Target::Run(r), LineageFormat::Text) => p.data(&render::run_text(r)),
+        (Target::Stage(r, s), LineageFormat::Text) => p.data(&render::stage_text(r, s)),
+        (Target::Run(r), LineageFormat::Json) => p.json_value(&render::run_json(r)),
+        (Target::Stage(r, s), LineageFormat::Json) => p.json_value(&serde_json::json!({
+            "kind": "stage",
+            "run_id": r.id(),
+            "stage": s,
+            "record": r,
+        })),
+        (Target::Run(r), LineageFormat::Openlineage) => {
+            for e in lineage::openlineage::events(r) {
+                p.data(&serde_json::to_string(&e).unwrap_or_default());
+            }
+        }
+        (Target::Stage(r, s), LineageFormat::Openlineage) => {
+            let job = format!("{}.{s}", r.started.spec_name);
+            for e in lineage::openlineage::events(r) {
+                if e["job"]["name"] == job.as_str() {
+                    p.data(&serde_json::to_string(&e).unwrap_or_default());
+                }
+            }
+        }
+        (Target::Object(id), f) => {
+            let prods = lineage::producers(&runs, id);
+            if prods.is_empty() {
+                return Err(Error::Problems {
+                    message: format!("object {id} is in the store, but no run record produced it"),
+                    hint: "it may be left over from an interrupted run; `medrun gc` removes such objects".into(),
+                });
+            }
+            let (r, stage, file) = &prods[0];
+            match f {
+                LineageFormat::Text => {
+                    let what = match file {
+                        Some(name) => format!("artifact {name} ({id})"),
+                        None => format!("output {id}"),
+                    };
+                    let mut text = format!("{what}\n");
+                    if stage.is_empty() {
+                        text.push_str(&render::run_text(r));
+                    } else {
+                        text.push_str(&render::stage_text(r, stage));
+                    }
+                    if prods.len() > 1 {
+                        text.push_str(&format!(
+                            "also recorded by {} other run stage(s)\n",
+                            prods.len() - 1
+                        ));
+                    }
+                    p.data(&text);
+                }
+                LineageFormat::Json => p.json_value(&serde_json::json!({
+                    "kind": "object",
+                    "object": id,
+                    "producers": prods.iter().map(|(r, s, f)| serde_json::json!({
+                        "run_id": r.id(), "stage": s, "file": f,
+                    })).collect::<Vec<_>>(),
+                    "record": r,
+                })),
+                LineageFormat::Openlineage => {
+                    let job = format!("{}.{stage}", r.started.spec_name);
+                    for e in lineage::openlineage::events(r) {
+                        if e["job"]["name"] == job.as_str() {
+                            p.data(&serde_json::to_string(&e).unwrap_or_default());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn verify(store: Option<&Path>, p: &Printer) -> Result<u8> {
+    let project = cwd_project(store)?;
+    let report = ops::verify::verify(&project.store_dir)?;
+    if p.json {
+        p.json_value(&serde_json::json!({
+            "ok": report.ok(),
+            "report": report,
+        }));
+    } else {
+        for (id, actual) in &report.corrupt {
+            p.data(&format!("corrupt  {id}  (bytes hash to {actual})"));
+        }
+        for (id, from) in &report.missing {
+            p.data(&format!("missing  {id}  (referenced by {from})"));
+        }
+        p.status(&format!(
+            "checked {} objects ({} bytes): {} corrupt, {} missing",
+            report.objects,
+            report.bytes,
+            report.corrupt.len(),
+            report.missing.len()
+        ));
+    }
+    if report.ok() {
+        Ok(EXIT_OK)
+    } else {
+        if !p.json {
+            p.error(
+                &format!(
+                    "the store has {} corrupt and {} missing object(s)",
+                    report.corrupt.len(),
+                    report.missing.len()
+                ),
+                Some("delete the corrupt objects and run the stages that produced them again (`medrun run SPEC`); `medrun lineage HASH` names the producer"),
+            );
+        }
+        Ok(EXIT_USER)
+    }
+}
+
+fn gc(store: Option<&Path>, keep: &[String], dry_run: bool, p: &Printer) -> Result<u8> {
+    let project = cwd_project(store)?;
+    let report = ops::gc::gc(&project.root, &project.store_dir, keep, dry_run)?;
+    if p.json {
+        p.json_value(&serde_json::to_value(&report).unwrap_or_default());
+    } else {
+        let verb = if dry_run { "would delete" } else { "deleted" };
+        p.status(&format!(
+            "{verb} {} object(s) ({} bytes), kept {}; {} stale key record(s), {} temp file(s)",
+            report.deleted.len(),
+            report.deleted_bytes,
+            report.kept,
+            report.forgotten_keys.len(),
+            report.temp_files_removed
+        ));
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,149 @@
+//! The command line: clap types and one thin function per command.
+
+mod commands;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::error::EXIT_OK;
+use crate::printer::{Printer, Verbosity};
+use crate::stage::Executors;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "medrun",
+    version,
+    about = "Reproducible, eval-gated training of medical LLMs",
+    long_about = "medrun trains medical LLMs from versioned run specs, pins every input by content hash, \
+                  keeps every artifact in a content-addressed store with its lineage, and promotes a \
+                  checkpoint only when its evaluation gates pass."
+)]
+pub struct Cli {
+    /// More logging (repeat for trace). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Store directory [default: ROOT/.medrun].
+    #[arg(long, global = true, env = "MEDRUN_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LineageFormat {
+    Text,
+    Json,
+    Openlineage,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pin the content of every input of runs/*.yaml and evals/*.yaml in datasets.lock.
+    Lock {
+        /// Do not write: exit 1 if datasets.lock is missing or out of date.
+        #[arg(long)]
+        check: bool,
+        /// Re-hash everything, ignoring the state cache.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Show a spec's run key and stage keys, and which stages are already in the store.
+    Plan {
+        spec: PathBuf,
+        /// Re-hash inputs, ignoring the state cache.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// For each stage not in the store, say what changed since the last run of the spec.
+    Explain { spec: PathBuf },
+    /// Run a spec: each stage whose key is not in the store is executed and recorded.
+    Run {
+        spec: PathBuf,
+        /// Refuse to run if any input differs from datasets.lock.
+        #[arg(long)]
+        locked: bool,
+        /// Run even with uncommitted changes (the dirty state is recorded).
+        #[arg(long)]
+        allow_dirty: bool,
+    },
+    /// Print the provenance of a run, a stage (RUN:STAGE) or an artifact.
+    Lineage {
+        /// A run id or prefix, `latest`, `RUN:STAGE`, or an artifact hash.
+        reference: String,
+        /// Output format (`--json` is the same as `--format json`).
+        #[arg(long, value_enum)]
+        format: Option<LineageFormat>,
+    },
+    /// Re-hash every object in the store; exit 1 if any is corrupt or missing.
+    Verify,
+    /// Delete objects that no run record, promotion or --keep root reaches.
+    Gc {
+        /// Also keep what this REF reaches (repeatable).
+        #[arg(long, value_name = "REF")]
+        keep: Vec<String>,
+        /// Report what would be deleted without deleting it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "medrun=debug,info",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(!crate::env::no_color())
+        .without_time()
+        .try_init();
+}
+
+/// Run the CLI with these arguments and stage executors; returns the exit code.
+pub fn main_with<I, T>(args: I, executors: &Executors) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                crate::error::EXIT_USER
+            } else {
+                EXIT_OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_tracing(cli.verbose, cli.quiet);
+    let verbosity = if cli.quiet {
+        Verbosity::Quiet
+    } else if cli.verbose > 0 {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
+    let printer = Printer::new(cli.json, verbosity);
+    match commands::dispatch(&cli, executors, &printer) {
+        Ok(code) => code,
+        Err(e) => {
+            printer.error(&e.to_string(), e.hint().as_deref());
+            e.exit_code()
+        }
+    }
+}

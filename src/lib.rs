@@ -1,0 +1,19 @@
+//! medrun: reproducible, eval-gated training of medical LLMs.
+//!
+//! The crate is one library plus a thin binary. `spec`, `lock`, `hash`, `store` and `lineage`
+//! never touch the ML stack, so they stay fast to build and test.
+
+pub mod cli;
+pub mod env;
+pub mod error;
+pub mod hash;
+pub mod lineage;
+pub mod lock;
+pub mod ops;
+pub mod printer;
+pub mod provenance;
+pub mod spec;
+pub mod stage;
+pub mod store;
+pub mod time;
+pub mod yaml;

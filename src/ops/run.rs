@@ -1,0 +1,375 @@
+//! `medrun run`: check the lock and the code state, record the run, and drive each stage through
+//! its executor, skipping stages whose key already has an output in the store.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::plan::{self, Plan, output_present};
+use crate::env::HostFacts;
+use crate::error::{Error, Result};
+use crate::lineage::RunStatus;
+use crate::lineage::record::{
+    Event, PlannedStage, RecordWriter, RecordedInput, RunStarted, StageCompleted,
+};
+use crate::lock::LockError;
+use crate::printer::Printer;
+use crate::provenance;
+use crate::stage::{Executors, ParentOutput, StageContext};
+use crate::store::tree::TreeEntry;
+use crate::store::{KeyOutcome, KeyOutput, Store, Tree};
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub locked: bool,
+    pub allow_dirty: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageResult {
+    pub name: String,
+    pub kind: String,
+    pub key: String,
+    pub status: String,
+    pub output: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub run_key: String,
+    pub spec: String,
+    pub status: String,
+    pub stages: Vec<StageResult>,
+    pub nondeterministic: Vec<String>,
+    pub store: String,
+    pub lock_updated: bool,
+}
+
+fn new_run_id(run_key: &str) -> String {
+    let seed = format!(
+        "{run_key}/{}/{}/{}",
+        crate::store::nanos(),
+        std::process::id(),
+        HostFacts::detect().hostname
+    );
+    crate::hash::hex(seed.as_bytes())[..32].to_string()
+}
+
+fn dirty_message(plan: &Plan, git: &provenance::GitState) -> Option<String> {
+    if !git.repo {
+        return Some(format!(
+            "{} is not inside a git repository, so the run cannot be traced to a commit",
+            plan.project.root.display()
+        ));
+    }
+    if git.commit.is_none() {
+        return Some("the repository has no commits yet".into());
+    }
+    if !git.spec_committed {
+        return Some(format!(
+            "the spec {} is not committed (or has uncommitted changes)",
+            plan.loaded.display.display()
+        ));
+    }
+    if git.dirty {
+        let mut files = git.dirty_files.join(", ");
+        if git.dirty_files.len() >= 20 {
+            files.push_str(", …");
+        }
+        return Some(format!("the work tree has uncommitted changes: {files}"));
+    }
+    None
+}
+
+pub fn run(
+    spec_path: &Path,
+    store: Option<&Path>,
+    opts: &RunOptions,
+    executors: &Executors,
+    printer: &Printer,
+) -> Result<RunReport> {
+    let plan = plan::plan(spec_path, store, false)?;
+    // 1. Data must match the lock (or, without --locked, the lock is brought up to date).
+    let mut lock_updated = false;
+    if !plan.stale.is_empty() {
+        if opts.locked {
+            return Err(LockError::Stale(plan.stale.clone()).into());
+        }
+        lock_updated = super::lock::update_entries(&plan.project.root, &plan.pins)?;
+        for s in &plan.stale {
+            printer.warn(&format!(
+                "datasets.lock updated for {} ({})",
+                s.path,
+                if s.names.is_empty() {
+                    "-".into()
+                } else {
+                    s.names.join(", ")
+                }
+            ));
+        }
+    }
+    // 2. Code provenance.
+    let git = provenance::inspect(&plan.project.root, Some(spec_path));
+    if let Some(msg) = dirty_message(&plan, &git) {
+        if !opts.allow_dirty {
+            return Err(Error::Dirty { message: msg });
+        }
+        printer.warn(&format!("{msg}; recording the dirty state (--allow-dirty)"));
+    }
+    // 3. Every stage that must run needs an executor, before any work starts.
+    for (ps, st) in plan.stages.iter().zip(&plan.loaded.spec.stages) {
+        if ps.output.is_none() && executors.get(st.kind).is_none() {
+            return Err(Error::NoExecutor {
+                kind: st.kind.to_string(),
+                stage: st.name.clone(),
+            });
+        }
+    }
+    // 4. Record the run.
+    let store = Store::open(&plan.project.store_dir)?;
+    let _lock = store.lock_shared()?;
+    let spec_object = store.put_bytes(plan.loaded.text.as_bytes())?;
+    let resolved = crate::hash::canonical_string(&plan.loaded.spec)?;
+    let resolved_object = store.put_bytes(resolved.as_bytes())?;
+    for sk in &plan.keys.stages {
+        store.put_key_inputs(&sk.key, &crate::hash::canonical_value(&sk.inputs)?)?;
+    }
+    let run_id = new_run_id(&plan.keys.run_key);
+    let mut inputs = BTreeMap::new();
+    for (path, names) in &plan.names {
+        if let Some(pin) = plan.pins.get(path) {
+            for n in names {
+                inputs.insert(
+                    n.clone(),
+                    RecordedInput {
+                        path: path.to_string(),
+                        format: pin.format.to_string(),
+                        blake3: pin.blake3.clone(),
+                        bytes: pin.bytes,
+                        records: pin.records,
+                    },
+                );
+            }
+        }
+    }
+    let planned: Vec<PlannedStage> = plan
+        .stages
+        .iter()
+        .zip(&plan.loaded.spec.stages)
+        .map(|(p, s)| PlannedStage {
+            name: p.name.clone(),
+            kind: p.kind.clone(),
+            key: p.key.clone(),
+            parent: p.parent.clone(),
+            datasets: s.datasets.clone(),
+        })
+        .collect();
+    let host = HostFacts::detect();
+    let mut rec = RecordWriter::create(&store, &run_id)?;
+    rec.append(&Event::RunStarted(Box::new(RunStarted {
+        run_id: run_id.clone(),
+        run_key: plan.keys.run_key.clone(),
+        spec_name: plan.loaded.spec.name.clone(),
+        spec_path: plan.loaded.display.to_string_lossy().replace('\\', "/"),
+        spec_object,
+        resolved_object,
+        inputs,
+        engine: plan.engine.clone(),
+        device: plan.device.clone(),
+        git,
+        host: host.clone(),
+        started_at: crate::time::now(),
+        allow_dirty: opts.allow_dirty,
+        locked: opts.locked,
+        stages: planned,
+    })))?;
+    printer.status(&format!(
+        "run {run_id}  {}  ({} stage{})",
+        plan.loaded.spec.name,
+        plan.stages.len(),
+        if plan.stages.len() == 1 { "" } else { "s" }
+    ));
+
+    let mut results = Vec::new();
+    let mut nondeterministic = Vec::new();
+    let mut parent: Option<ParentOutput> = None;
+    for (i, (ps, stage)) in plan.stages.iter().zip(&plan.loaded.spec.stages).enumerate() {
+        // Cache hit: the key already has a complete output.
+        if let Some(out) = store
+            .key_output(&ps.key)?
+            .map(|k| k.output)
+            .filter(|o| output_present(&store, o))
+        {
+            rec.append(&Event::StageCached {
+                stage: ps.name.clone(),
+                key: ps.key.clone(),
+                output: out.clone(),
+                at: crate::time::now(),
+            })?;
+            printer.status(&format!(
+                "  {:<8} {:<4} cached     output {}",
+                ps.name,
+                ps.kind,
+                &out[..12]
+            ));
+            results.push(StageResult {
+                name: ps.name.clone(),
+                kind: ps.kind.clone(),
+                key: ps.key.clone(),
+                status: "cached".into(),
+                output: out.clone(),
+                seconds: 0.0,
+            });
+            parent = Some(ParentOutput {
+                stage: ps.name.clone(),
+                key: ps.key.clone(),
+                tree: Tree::load(&store, &out)?,
+                output: out,
+            });
+            continue;
+        }
+        let started_at = crate::time::now();
+        rec.append(&Event::StageStarted {
+            stage: ps.name.clone(),
+            key: ps.key.clone(),
+            at: started_at.clone(),
+        })?;
+        let spinner = printer.spinner(&format!("{} ({})", ps.name, ps.kind));
+        let t0 = Instant::now();
+        let work = store.tmp_dir().join(format!("work-{run_id}-{}", ps.name));
+        std::fs::create_dir_all(&work).map_err(crate::store::io_at(&work))?;
+        let exec = executors.get(stage.kind).ok_or_else(|| Error::NoExecutor {
+            kind: stage.kind.to_string(),
+            stage: stage.name.clone(),
+        })?;
+        let ctx = StageContext {
+            root: &plan.project.root,
+            spec: &plan.loaded.spec,
+            stage,
+            index: i,
+            key: &ps.key,
+            run_id: &run_id,
+            parent: parent.clone(),
+            store: &store,
+            inputs: &plan.pins,
+            work_dir: &work,
+        };
+        let produced = exec.execute(&ctx);
+        spinner.finish();
+        let output = match produced {
+            Ok(o) => o,
+            Err(e) => {
+                rec.append(&Event::StageFailed {
+                    stage: ps.name.clone(),
+                    key: ps.key.clone(),
+                    error: e.message.clone(),
+                    at: crate::time::now(),
+                })?;
+                rec.append(&Event::RunFinished {
+                    status: RunStatus::Failed,
+                    at: crate::time::now(),
+                })?;
+                let _ = std::fs::remove_dir_all(&work);
+                return Err(Error::Stage {
+                    stage: ps.name.clone(),
+                    source: e,
+                });
+            }
+        };
+        // Move the files into the store and build the output tree.
+        let mut tree = Tree::default();
+        let mut artifacts = BTreeMap::new();
+        for (name, path) in &output.files {
+            let id = store.put_file(path)?;
+            let bytes = std::fs::metadata(store.object_path(&id))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            tree.entries.insert(
+                name.clone(),
+                TreeEntry {
+                    object: id.clone(),
+                    bytes,
+                },
+            );
+            artifacts.insert(name.clone(), id);
+        }
+        let _ = std::fs::remove_dir_all(&work);
+        let out = tree.put(&store)?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let outcome = store.record_key_output(
+            &ps.key,
+            &KeyOutput {
+                output: out.clone(),
+                run: run_id.clone(),
+            },
+        )?;
+        if let KeyOutcome::Different { existing } = &outcome {
+            rec.append(&Event::Nondeterminism {
+                stage: ps.name.clone(),
+                key: ps.key.clone(),
+                recorded: existing.clone(),
+                produced: out.clone(),
+                at: crate::time::now(),
+            })?;
+            printer.warn(&format!(
+                "NONDETERMINISM: stage `{}` produced output {} but its key already recorded {}",
+                ps.name,
+                &out[..12],
+                &existing[..12.min(existing.len())]
+            ));
+            nondeterministic.push(ps.name.clone());
+        }
+        rec.append(&Event::StageCompleted(Box::new(StageCompleted {
+            stage: ps.name.clone(),
+            key: ps.key.clone(),
+            parent_key: parent.as_ref().map(|p| p.key.clone()),
+            parent_output: parent.as_ref().map(|p| p.output.clone()),
+            output: out.clone(),
+            artifacts,
+            metrics: output.metrics.clone(),
+            started_at,
+            finished_at: crate::time::now(),
+            seconds,
+            host: host.clone(),
+        })))?;
+        printer.status(&format!(
+            "  {:<8} {:<4} completed  output {}  {:.1}s",
+            ps.name,
+            ps.kind,
+            &out[..12],
+            seconds
+        ));
+        results.push(StageResult {
+            name: ps.name.clone(),
+            kind: ps.kind.clone(),
+            key: ps.key.clone(),
+            status: "completed".into(),
+            output: out.clone(),
+            seconds,
+        });
+        parent = Some(ParentOutput {
+            stage: ps.name.clone(),
+            key: ps.key.clone(),
+            tree,
+            output: out,
+        });
+    }
+    rec.append(&Event::RunFinished {
+        status: RunStatus::Ok,
+        at: crate::time::now(),
+    })?;
+    Ok(RunReport {
+        run_id,
+        run_key: plan.keys.run_key.clone(),
+        spec: plan.loaded.display.to_string_lossy().to_string(),
+        status: "ok".into(),
+        stages: results,
+        nondeterministic,
+        store: store.root().display().to_string(),
+        lock_updated,
+    })
+}

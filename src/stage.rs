@@ -1,0 +1,78 @@
+//! The interface between the orchestrator and the training engine. `medrun run` drives each stage
+//! through a [`StageExecutor`] chosen by the stage's kind; the training engine implements it for
+//! `pt`, `sft` and `dpo`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::lock::Pin;
+use crate::spec::{RelPath, Spec, Stage, StageKind};
+use crate::store::{Store, Tree};
+
+/// The parent stage's output, for chained stages.
+#[derive(Debug, Clone)]
+pub struct ParentOutput {
+    pub stage: String,
+    pub key: String,
+    /// Content address of the parent's output tree.
+    pub output: String,
+    pub tree: Tree,
+}
+
+/// Everything an executor may read. It writes its files into `work_dir` only.
+pub struct StageContext<'a> {
+    pub root: &'a Path,
+    pub spec: &'a Spec,
+    pub stage: &'a Stage,
+    pub index: usize,
+    pub key: &'a str,
+    pub run_id: &'a str,
+    pub parent: Option<ParentOutput>,
+    pub store: &'a Store,
+    pub inputs: &'a BTreeMap<RelPath, Pin>,
+    /// An empty directory inside the store's `tmp/`, removed after the stage.
+    pub work_dir: &'a Path,
+}
+
+/// What a stage produced: named files (moved into the store as objects) and a metrics summary.
+#[derive(Debug, Clone, Default)]
+pub struct StageOutput {
+    pub files: BTreeMap<String, PathBuf>,
+    pub metrics: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StageError {
+    pub message: String,
+    pub hint: String,
+    /// Whether the user can fix it (bad data, NaN loss with these hyper-parameters) → exit 1,
+    /// or it is an internal failure → exit 2.
+    pub user: bool,
+}
+
+pub trait StageExecutor: Send + Sync {
+    fn execute(&self, ctx: &StageContext<'_>) -> Result<StageOutput, StageError>;
+}
+
+/// Executors by stage kind.
+#[derive(Default)]
+pub struct Executors {
+    map: BTreeMap<StageKind, Box<dyn StageExecutor>>,
+}
+
+impl Executors {
+    /// The executors built into this medrun. The training engine registers here.
+    pub fn builtin() -> Executors {
+        Executors::default()
+    }
+
+    pub fn with(mut self, kind: StageKind, exec: Box<dyn StageExecutor>) -> Executors {
+        self.map.insert(kind, exec);
+        self
+    }
+
+    pub fn get(&self, kind: StageKind) -> Option<&dyn StageExecutor> {
+        self.map.get(&kind).map(|b| b.as_ref())
+    }
+}
