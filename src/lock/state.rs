@@ -119,8 +119,9 @@ impl StateCache {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as i128)
             .unwrap_or(0);
-        let racy = now - digest.stat.mtime_ns < 2_000_000_000
-            || now - digest.stat.ctime_ns < 2_000_000_000;
+        // ctime is part of the stat comparison, so an edit that restores the old mtime is still
+        // seen; only the mtime needs the racy-clean rule.
+        let racy = now - digest.stat.mtime_ns < 2_000_000_000;
         if racy {
             self.entries.remove(path);
             return;

@@ -1,0 +1,7 @@
+//! Integration tests driving the real CLI on tiny generated projects.
+
+mod common;
+mod keys;
+mod lock;
+mod run;
+mod store;
