@@ -15,7 +15,7 @@ pub const MMAP_THRESHOLD: u64 = 1 << 20;
 /// Leaves of the parallel split.
 const LEAF: usize = 1 << 20;
 /// Bytes hashed between record counts inside a leaf (stays in L1/L2).
-const PIECE: usize = 16 * 1024;
+const PIECE: usize = 64 * 1024;
 
 /// Counts of line-oriented records in a byte range.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -43,44 +43,178 @@ impl LineCounts {
 }
 
 /// Count newlines and blank lines ending inside `full[start..end]`. Looks back up to two bytes
-/// before `start`, so ranges can be counted independently.
+/// before `start` (bytes before the file count as `\n`, so an empty first line is blank), so
+/// ranges can be counted independently and the sums agree with one pass.
 pub fn count_lines(full: &[u8], start: usize, end: usize) -> LineCounts {
-    let mut c = LineCounts::default();
-    let mut i = start;
-    // The first two positions need care at the start of the file.
-    while i < end && i < 2 {
-        if full[i] == b'\n' {
-            c.newlines += 1;
-            let blank = i == 0 || full[i - 1] == b'\n' || (full[i - 1] == b'\r' && i == 1);
-            c.blank += blank as u64;
+    let at = |i: usize, back: usize| if i >= back { full[i - back] } else { b'\n' };
+    // The first two bytes of the file look back before it: do them one by one.
+    let head_end = end.min(start.max(2));
+    let mut c = count_scalar(
+        &full[start.min(head_end)..head_end],
+        at(start, 1),
+        at(start, 2),
+    );
+    let mut i = head_end;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let whole = (end - i) / 32 * 32;
+            if whole > 0 {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                c.add(unsafe { avx2::count(full, i, i + whole) });
+                i += whole;
+            }
         }
-        i += 1;
-    }
-    if i >= end {
-        return c;
-    }
-    let cur = &full[i..end];
-    let p1 = &full[i - 1..end - 1];
-    let p2 = &full[i - 2..end - 2];
-    let mut nl = 0u64;
-    let mut blank = 0u64;
-    // Branch-free so the compiler vectorizes it; chunked to keep the u8 lane counters exact.
-    for ((c0, c1), c2) in cur.chunks(255).zip(p1.chunks(255)).zip(p2.chunks(255)) {
-        let mut a = 0u8;
-        let mut b = 0u8;
-        for j in 0..c0.len() {
-            let is_nl = (c0[j] == b'\n') as u8;
-            let prev_nl = (c1[j] == b'\n') as u8;
-            let prev_cr_after_nl = ((c1[j] == b'\r') & (c2[j] == b'\n')) as u8;
-            a += is_nl;
-            b += is_nl & (prev_nl | prev_cr_after_nl);
+        let whole = (end - i) / 16 * 16;
+        if whole > 0 {
+            c.add(sse2::count(full, i, i + whole));
+            i += whole;
         }
-        nl += a as u64;
-        blank += b as u64;
     }
-    c.newlines += nl;
-    c.blank += blank;
+    if i < end {
+        c.add(count_scalar(&full[i..end], at(i, 1), at(i, 2)));
+    }
     c
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::LineCounts;
+    use std::arch::x86_64::{
+        __m256i, _mm256_add_epi64, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_extract_epi64,
+        _mm256_loadu_si256, _mm256_or_si256, _mm256_sad_epu8, _mm256_set1_epi8,
+        _mm256_setzero_si256, _mm256_sub_epi8,
+    };
+
+    #[target_feature(enable = "avx2")]
+    fn sum_bytes(v: __m256i) -> u64 {
+        let s = _mm256_sad_epu8(v, _mm256_setzero_si256());
+        let t = _mm256_add_epi64(
+            s,
+            std::arch::x86_64::_mm256_permute4x64_epi64(s, 0b01_00_11_10),
+        );
+        (_mm256_extract_epi64(t, 0) + _mm256_extract_epi64(t, 1)) as u64
+    }
+
+    /// The AVX2 twin of `sse2::count`, 32 bytes at a time. Needs `start >= 2` and
+    /// `(end - start) % 32 == 0`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn count(full: &[u8], start: usize, end: usize) -> LineCounts {
+        assert!(start >= 2 && end <= full.len() && (end - start).is_multiple_of(32));
+        let mut newlines = 0u64;
+        let mut blank = 0u64;
+        let nlv = _mm256_set1_epi8(b'\n' as i8);
+        let crv = _mm256_set1_epi8(b'\r' as i8);
+        let base = full.as_ptr();
+        let mut i = start;
+        while i < end {
+            let stop = end.min(i + 255 * 32);
+            let mut acc_nl = _mm256_setzero_si256();
+            let mut acc_bl = _mm256_setzero_si256();
+            while i < stop {
+                // SAFETY: reads of 32 bytes at `i`, `i - 1`, `i - 2`, with `2 <= i` and
+                // `i + 32 <= end <= full.len()`: all inside `full`.
+                let (v0, v1, v2) = unsafe {
+                    (
+                        _mm256_loadu_si256(base.add(i) as *const __m256i),
+                        _mm256_loadu_si256(base.add(i - 1) as *const __m256i),
+                        _mm256_loadu_si256(base.add(i - 2) as *const __m256i),
+                    )
+                };
+                let nl0 = _mm256_cmpeq_epi8(v0, nlv);
+                let nl1 = _mm256_cmpeq_epi8(v1, nlv);
+                let cr1 = _mm256_cmpeq_epi8(v1, crv);
+                let nl2 = _mm256_cmpeq_epi8(v2, nlv);
+                let bl = _mm256_and_si256(nl0, _mm256_or_si256(nl1, _mm256_and_si256(cr1, nl2)));
+                acc_nl = _mm256_sub_epi8(acc_nl, nl0);
+                acc_bl = _mm256_sub_epi8(acc_bl, bl);
+                i += 32;
+            }
+            newlines += sum_bytes(acc_nl);
+            blank += sum_bytes(acc_bl);
+        }
+        LineCounts { newlines, blank }
+    }
+}
+
+/// Reference implementation: `p1` and `p2` are the two bytes before `cur`.
+fn count_scalar(cur: &[u8], mut p1: u8, mut p2: u8) -> LineCounts {
+    let mut c = LineCounts::default();
+    for &b in cur {
+        if b == b'\n' {
+            c.newlines += 1;
+            if p1 == b'\n' || (p1 == b'\r' && p2 == b'\n') {
+                c.blank += 1;
+            }
+        }
+        p2 = p1;
+        p1 = b;
+    }
+    c
+}
+
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use super::LineCounts;
+    use std::arch::x86_64::{
+        __m128i, _mm_add_epi64, _mm_and_si128, _mm_cmpeq_epi8, _mm_cvtsi128_si64, _mm_loadu_si128,
+        _mm_or_si128, _mm_sad_epu8, _mm_set1_epi8, _mm_setzero_si128, _mm_srli_si128, _mm_sub_epi8,
+    };
+
+    /// Horizontal sum of the 16 byte lanes of `v`.
+    ///
+    /// SAFETY: SSE2 is part of the x86_64 baseline.
+    unsafe fn sum_bytes(v: __m128i) -> u64 {
+        unsafe {
+            let s = _mm_sad_epu8(v, _mm_setzero_si128());
+            let t = _mm_add_epi64(s, _mm_srli_si128(s, 8));
+            _mm_cvtsi128_si64(t) as u64
+        }
+    }
+
+    /// Same result as `count_scalar` over `full[start..end]`, 16 bytes at a time.
+    /// Needs `start >= 2` (it reads the two bytes before each position) and
+    /// `(end - start) % 16 == 0`.
+    pub fn count(full: &[u8], start: usize, end: usize) -> LineCounts {
+        assert!(start >= 2 && end <= full.len() && (end - start).is_multiple_of(16));
+        let mut newlines = 0u64;
+        let mut blank = 0u64;
+        // SAFETY: SSE2 is always available on x86_64. Every load reads 16 bytes starting at
+        // `i`, `i - 1` or `i - 2` with `2 <= start <= i` and `i + 16 <= end <= full.len()`, so
+        // all reads are inside `full`; `_mm_loadu_si128` allows unaligned addresses.
+        unsafe {
+            let nlv = _mm_set1_epi8(b'\n' as i8);
+            let crv = _mm_set1_epi8(b'\r' as i8);
+            let base = full.as_ptr();
+            let mut i = start;
+            while i < end {
+                // Byte lane counters overflow after 255 steps: flush before that.
+                let stop = end.min(i + 255 * 16);
+                let mut acc_nl = _mm_setzero_si128();
+                let mut acc_bl = _mm_setzero_si128();
+                while i < stop {
+                    let v0 = _mm_loadu_si128(base.add(i) as *const __m128i);
+                    let v1 = _mm_loadu_si128(base.add(i - 1) as *const __m128i);
+                    let v2 = _mm_loadu_si128(base.add(i - 2) as *const __m128i);
+                    let nl0 = _mm_cmpeq_epi8(v0, nlv);
+                    let nl1 = _mm_cmpeq_epi8(v1, nlv);
+                    let cr1 = _mm_cmpeq_epi8(v1, crv);
+                    let nl2 = _mm_cmpeq_epi8(v2, nlv);
+                    let bl = _mm_and_si128(nl0, _mm_or_si128(nl1, _mm_and_si128(cr1, nl2)));
+                    // Lanes are 0 or -1: subtracting counts them.
+                    acc_nl = _mm_sub_epi8(acc_nl, nl0);
+                    acc_bl = _mm_sub_epi8(acc_bl, bl);
+                    i += 16;
+                }
+                newlines += sum_bytes(acc_nl);
+                blank += sum_bytes(acc_bl);
+            }
+        }
+        LineCounts { newlines, blank }
+    }
 }
 
 /// Whether the final line (after the last `\n`) is blank (`\r` only).
@@ -254,6 +388,20 @@ mod tests {
 
     proptest! {
         #[test]
+        fn simd_matches_scalar(data in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'x')], 0..200), start in 0usize..40) {
+            let start = start.min(data.len());
+            let p1 = if start >= 1 { data[start - 1] } else { b'\n' };
+            let p2 = if start >= 2 { data[start - 2] } else { b'\n' };
+            prop_assert_eq!(count_lines(&data, start, data.len()), count_scalar(&data[start..], p1, p2));
+            // And for every split point, the two halves add up.
+            for mid in start..data.len() {
+                let mut c = count_lines(&data, start, mid);
+                c.add(count_lines(&data, mid, data.len()));
+                prop_assert_eq!(c, count_scalar(&data[start..], p1, p2));
+            }
+        }
+
+        #[test]
         fn counting_matches_naive(data in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'x')], 0..600)) {
             prop_assert_eq!(line_records(&data), naive_records(&data));
             // Counting in independent pieces gives the same totals.
@@ -269,5 +417,34 @@ mod tests {
         assert_eq!(csv_rows(b"a,b\n1,2\n"), 2);
         assert_eq!(csv_rows(b"a,b\n\"x\ny\",2\n\n"), 2);
         assert_eq!(csv_rows(b"a,b\r\n1,2"), 2);
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    #[test]
+    #[ignore = "timing probe, run by hand with --release"]
+    fn probe() {
+        let line = b"Community-acquired pneumonia presents with fever, productive cough and pleuritic chest pain.\n";
+        let data: Vec<u8> = line.iter().copied().cycle().take(512 << 20).collect();
+        for _ in 0..2 {
+            let t = std::time::Instant::now();
+            let _ = super::hash_and_count(&data, false);
+            let a = t.elapsed();
+            let t = std::time::Instant::now();
+            let _ = super::hash_and_count(&data, true);
+            let b = t.elapsed();
+            let t = std::time::Instant::now();
+            let c = super::count_lines(&data, 0, data.len());
+            let cc = t.elapsed();
+            let t = std::time::Instant::now();
+            let mut h = blake3::Hasher::new();
+            h.update_rayon(&data);
+            let d = t.elapsed();
+            eprintln!(
+                "hash only {a:?}, hash+count {b:?}, count only {cc:?} ({}), blake3 update_rayon {d:?}",
+                c.newlines
+            );
+        }
     }
 }
