@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use medrun::stage::{Executors, StageContext, StageError, StageExecutor, StageOutput};
 use medrun::spec::StageKind;
+use medrun::stage::{Executors, StageContext, StageError, StageExecutor, StageOutput};
 
 pub const SPEC: &str = r#"# A tiny spec used by the integration tests.
 version: 1
@@ -100,7 +100,12 @@ impl Project {
     /// Run the CLI in-process with the test executors (for commands that train).
     pub fn cli(&self, args: &[&str], exec: &Executors) -> u8 {
         let store = self.store();
-        let mut full: Vec<String> = vec!["medrun".into(), "-q".into(), "--store".into(), store.display().to_string()];
+        let mut full: Vec<String> = vec![
+            "medrun".into(),
+            "-q".into(),
+            "--store".into(),
+            store.display().to_string(),
+        ];
         full.extend(args.iter().map(|s| s.to_string()));
         medrun::cli::main_with(full, exec)
     }
@@ -115,7 +120,11 @@ impl Project {
             .env("GIT_COMMITTER_EMAIL", "t@t")
             .output()
             .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn commit_all(&self) {
@@ -170,7 +179,11 @@ pub struct FakeTrainer {
 
 impl FakeTrainer {
     pub fn new() -> FakeTrainer {
-        FakeTrainer { calls: AtomicU64::new(0), salt: false, fail_on: None }
+        FakeTrainer {
+            calls: AtomicU64::new(0),
+            salt: false,
+            fail_on: None,
+        }
     }
 }
 
@@ -184,8 +197,16 @@ impl StageExecutor for FakeTrainer {
                 user: true,
             });
         }
-        let parent = ctx.parent.as_ref().map(|p| p.output.clone()).unwrap_or_default();
-        let salt = if self.salt { format!("{n}") } else { String::new() };
+        let parent = ctx
+            .parent
+            .as_ref()
+            .map(|p| p.output.clone())
+            .unwrap_or_default();
+        let salt = if self.salt {
+            format!("{n}")
+        } else {
+            String::new()
+        };
         let body = blake3::hash(format!("{}|{parent}|{salt}", ctx.key).as_bytes());
         let model = ctx.work_dir.join("model.bin");
         std::fs::write(&model, body.as_bytes().repeat(64)).unwrap();
@@ -217,6 +238,11 @@ pub fn plan_keys(p: &Project, spec: &str) -> (String, Vec<String>) {
     let o = p.bin(&["plan", spec, "--json"]);
     assert_eq!(o.status.code(), Some(0), "plan failed: {}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let keys = v["stages"].as_array().unwrap().iter().map(|s| s["key"].as_str().unwrap().to_string()).collect();
+    let keys = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap().to_string())
+        .collect();
     (v["run_key"].as_str().unwrap().to_string(), keys)
 }

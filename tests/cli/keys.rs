@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use crate::common::{plan_keys, project, SPEC};
+use crate::common::{SPEC, plan_keys, project};
 
 #[test]
 fn plan_json_prints_run_and_stage_keys() {
@@ -24,15 +24,27 @@ fn reformatting_keeps_keys_cli() {
     let base = plan_keys(&p, "runs/tiny.yaml");
     // Reordered keys, comments, other number spellings, flow vs block style.
     let reformatted = SPEC
-        .replace("optimizer: {lr: 0.001, weight_decay: 0.1}", "optimizer:   # AdamW\n      weight_decay: 1.0e-1\n      lr: 1e-3")
-        .replace("    optimizer: {lr: 0.0001}\n", "    optimizer: {lr: 1E-4}   # SFT\n")
+        .replace(
+            "optimizer: {lr: 0.001, weight_decay: 0.1}",
+            "optimizer:   # AdamW\n      weight_decay: 1.0e-1\n      lr: 1e-3",
+        )
+        .replace(
+            "    optimizer: {lr: 0.0001}\n",
+            "    optimizer: {lr: 1E-4}   # SFT\n",
+        )
         .replace("seed: 7\n", "# the seed\nseed: 0x7\n")
         .replace("version: 1\nname: tiny\n", "name: tiny\nversion: 1\n");
     assert_ne!(reformatted, SPEC);
     p.write("runs/reformatted.yaml", &reformatted);
     assert_eq!(plan_keys(&p, "runs/reformatted.yaml"), base);
     // Writing a default explicitly is not a change of meaning either.
-    p.write("runs/defaults.yaml", &SPEC.replace("    max_len: 32\n    optimizer: {lr: 0.0001}", "    max_len: 32\n    grad_accum: 1\n    optimizer: {lr: 0.0001, betas: [0.9, 0.999]}"));
+    p.write(
+        "runs/defaults.yaml",
+        &SPEC.replace(
+            "    max_len: 32\n    optimizer: {lr: 0.0001}",
+            "    max_len: 32\n    grad_accum: 1\n    optimizer: {lr: 0.0001, betas: [0.9, 0.999]}",
+        ),
+    );
     assert_eq!(plan_keys(&p, "runs/defaults.yaml"), base);
 }
 
@@ -40,14 +52,22 @@ fn reformatting_keeps_keys_cli() {
 fn hyper_parameter_change_moves_that_stage_and_later_only() {
     let p = project();
     let (run0, base) = plan_keys(&p, "runs/tiny.yaml");
-    p.write("runs/changed.yaml", &SPEC.replace("optimizer: {lr: 0.0001}", "optimizer: {lr: 0.0002}"));
+    p.write(
+        "runs/changed.yaml",
+        &SPEC.replace("optimizer: {lr: 0.0001}", "optimizer: {lr: 0.0002}"),
+    );
     let (run1, changed) = plan_keys(&p, "runs/changed.yaml");
     assert_eq!(changed[0], base[0], "pt must not change");
     assert_ne!(changed[1], base[1], "sft must change");
     assert_ne!(changed[2], base[2], "dpo (after sft) must change");
     assert_ne!(run0, run1);
     // Description and gates do not touch stage keys; gates do touch the run key.
-    p.write("runs/desc.yaml", &SPEC.replace("integration-test spec", "another description").replace("min: 0.5", "min: 0.6"));
+    p.write(
+        "runs/desc.yaml",
+        &SPEC
+            .replace("integration-test spec", "another description")
+            .replace("min: 0.5", "min: 0.6"),
+    );
     let (run2, desc) = plan_keys(&p, "runs/desc.yaml");
     assert_eq!(desc, base);
     assert_ne!(run2, run0);
@@ -57,7 +77,10 @@ fn hyper_parameter_change_moves_that_stage_and_later_only() {
 fn data_change_moves_keys_of_stages_reading_it() {
     let p = project();
     let (_, base) = plan_keys(&p, "runs/tiny.yaml");
-    p.write("data/sft.jsonl", &(p.read("data/sft.jsonl") + "{\"conversations\":[]}\n"));
+    p.write(
+        "data/sft.jsonl",
+        &(p.read("data/sft.jsonl") + "{\"conversations\":[]}\n"),
+    );
     let (_, after) = plan_keys(&p, "runs/tiny.yaml");
     assert_eq!(after[0], base[0]);
     assert_ne!(after[1], base[1]);
@@ -102,12 +125,32 @@ fn stages() -> Vec<Stage> {
         for (k, v) in extra {
             nums.insert(*k, *v);
         }
-        Stage { name, kind, dataset, length, nums }
+        Stage {
+            name,
+            kind,
+            dataset,
+            length,
+            nums,
+        }
     };
     vec![
-        mk("pt", "pt", "corpus", ("max_steps", 10), 1e-3, &[("weight_decay", 0.1)]),
+        mk(
+            "pt",
+            "pt",
+            "corpus",
+            ("max_steps", 10),
+            1e-3,
+            &[("weight_decay", 0.1)],
+        ),
         mk("sft", "sft", "chats", ("epochs", 1), 1e-4, &[]),
-        mk("dpo", "dpo", "pairs", ("max_steps", 5), 1e-5, &[("beta", 0.1)]),
+        mk(
+            "dpo",
+            "dpo",
+            "pairs",
+            ("max_steps", 5),
+            1e-5,
+            &[("beta", 0.1)],
+        ),
     ]
 }
 
@@ -127,7 +170,11 @@ fn spell(v: f64, style: u8) -> String {
         _ => {
             let e = format!("{v:e}");
             let (m, x) = e.split_once('e').unwrap();
-            let m = if m.contains('.') { m.to_string() } else { format!("{m}.0") };
+            let m = if m.contains('.') {
+                m.to_string()
+            } else {
+                format!("{m}.0")
+            };
             format!("{m}e{x}")
         }
     }
@@ -143,11 +190,17 @@ fn render(st: &[Stage], perm: u64, comments: bool, style: u8) -> String {
         rng ^= rng << 17;
         rng
     };
-    let c = |s: &str| if comments { format!("  # {s}") } else { String::new() };
+    let c = |s: &str| {
+        if comments {
+            format!("  # {s}")
+        } else {
+            String::new()
+        }
+    };
     let mut top: Vec<String> = vec![
         format!("version: 1{}", c("format version")),
         "name: tiny".into(),
-        format!("seed: {}", if style % 2 == 0 { "7" } else { "0o7" }),
+        format!("seed: {}", if style.is_multiple_of(2) { "7" } else { "0o7" }),
         "model:\n  family: llama\n  init: {hidden_size: 64, layers: 2, heads: 4, intermediate_size: 172}".into(),
         "tokenizer:\n  train: {dataset: corpus, vocab_size: 512}".into(),
         "datasets:\n  corpus: {path: data/pt.txt, format: text}\n  chats: {format: sharegpt, path: data/sft.jsonl}\n  pairs: {path: ./data/dpo.jsonl, format: preference}".into(),
@@ -163,8 +216,12 @@ fn render(st: &[Stage], perm: u64, comments: bool, style: u8) -> String {
             format!("max_len: {}", s.nums["max_len"] as u64),
         ];
         let sp = |v: f64, k: u8| spell(v, style.wrapping_add(k).wrapping_add(i as u8));
-        let opt = if style % 3 == 0 {
-            format!("optimizer: {{weight_decay: {}, lr: {}}}", sp(s.nums["weight_decay"], 1), sp(s.nums["lr"], 2))
+        let opt = if style.is_multiple_of(3) {
+            format!(
+                "optimizer: {{weight_decay: {}, lr: {}}}",
+                sp(s.nums["weight_decay"], 1),
+                sp(s.nums["lr"], 2)
+            )
         } else {
             format!(
                 "optimizer:{}\n      lr: {}\n      weight_decay: {}",
@@ -206,7 +263,10 @@ fn keys_of(p: &crate::common::Project, name: &str, text: &str) -> Vec<String> {
     std::fs::write(&path, text).unwrap();
     let loaded = medrun::spec::load_spec(p.root(), &path).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let mut cache = medrun::lock::state::StateCache::disabled();
-    let proj = medrun::ops::Project { root: p.root().to_path_buf(), store_dir: p.store() };
+    let proj = medrun::ops::Project {
+        root: p.root().to_path_buf(),
+        store_dir: p.store(),
+    };
     let pins = medrun::ops::plan::digest_inputs(&proj, &loaded, &mut cache).unwrap();
     let engine = medrun::env::EngineFingerprint::current();
     let device = medrun::env::DeviceClass::detect(loaded.spec.device).unwrap();
@@ -256,6 +316,12 @@ trait RoundInt {
 impl RoundInt for f64 {
     /// Integer-valued fields (batch_size, max_len) stay integers.
     fn round_ties_even_if_int(self) -> f64 {
-        if self >= 1.0 && self.fract().abs() < 1e-9 { self.round() } else if self > 1.0 { self.ceil() } else { self }
+        if self >= 1.0 && self.fract().abs() < 1e-9 {
+            self.round()
+        } else if self > 1.0 {
+            self.ceil()
+        } else {
+            self
+        }
     }
 }

@@ -9,19 +9,39 @@ fn lock_then_check_is_clean_and_not_rewritten() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = p.read("datasets.lock");
     assert!(text.contains("version: 1"));
-    for f in ["data/pt.txt", "data/sft.jsonl", "data/dpo.jsonl", "data/mc.jsonl"] {
-        assert!(text.contains(&format!("\"{f}\":")), "{f} missing from lock:\n{text}");
+    for f in [
+        "data/pt.txt",
+        "data/sft.jsonl",
+        "data/dpo.jsonl",
+        "data/mc.jsonl",
+    ] {
+        assert!(
+            text.contains(&format!("\"{f}\":")),
+            "{f} missing from lock:\n{text}"
+        );
     }
     // Blank line in pt.txt is not a record.
-    assert!(text.contains("format: text\n    blake3: ") && text.contains("records: 3\n"), "{text}");
-    let mtime = std::fs::metadata(p.path("datasets.lock")).unwrap().modified().unwrap();
+    assert!(
+        text.contains("format: text\n    blake3: ") && text.contains("records: 3\n"),
+        "{text}"
+    );
+    let mtime = std::fs::metadata(p.path("datasets.lock"))
+        .unwrap()
+        .modified()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     let o = p.bin(&["lock", "--check"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = p.bin(&["lock"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("unchanged"), "{}", stderr(&o));
-    assert_eq!(std::fs::metadata(p.path("datasets.lock")).unwrap().modified().unwrap(), mtime);
+    assert_eq!(
+        std::fs::metadata(p.path("datasets.lock"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
     // --verify re-hashes and agrees.
     let o = p.bin(&["lock", "--check", "--verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -53,9 +73,15 @@ fn flipped_byte_fails_check_and_locked_run_naming_the_dataset() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains("chats") && e.contains("data/sft.jsonl"), "{e}");
-    assert!(e.contains("locked") && e.contains("now"), "old and new: {e}");
+    assert!(
+        e.contains("locked") && e.contains("now"),
+        "old and new: {e}"
+    );
     assert!(e.contains("medrun lock"), "{e}");
-    assert!(!p.path(".medrun/runs-v1").exists(), "refused before any work");
+    assert!(
+        !p.path(".medrun/runs-v1").exists(),
+        "refused before any work"
+    );
     assert_eq!(p.read("datasets.lock"), before);
 }
 
@@ -66,7 +92,10 @@ fn missing_dataset_is_a_clear_error() {
     let o = p.bin(&["lock"]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("data/dpo.jsonl") && e.contains("does not exist"), "{e}");
+    assert!(
+        e.contains("data/dpo.jsonl") && e.contains("does not exist"),
+        "{e}"
+    );
     let o = p.bin(&["plan", "runs/tiny.yaml"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("`pairs`"), "{}", stderr(&o));
@@ -85,9 +114,19 @@ fn check_without_a_lock_fails() {
 fn state_cache_skips_rehash_but_notices_changes() {
     let p = project();
     // Make the files look old enough to be cached (not "racily clean").
-    for f in ["data/pt.txt", "data/sft.jsonl", "data/dpo.jsonl", "data/mc.jsonl"] {
+    for f in [
+        "data/pt.txt",
+        "data/sft.jsonl",
+        "data/dpo.jsonl",
+        "data/mc.jsonl",
+    ] {
         let t = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-        std::fs::File::options().write(true).open(p.path(f)).unwrap().set_modified(t).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(p.path(f))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
     }
     let o = p.bin(&["lock", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::common::{executors, project, stderr, stdout, FakeTrainer};
+use crate::common::{FakeTrainer, executors, project, stderr, stdout};
 
 #[test]
 fn run_records_and_caches() {
@@ -22,13 +22,23 @@ fn run_records_and_caches() {
 
     let o = p.bin(&["plan", "runs/tiny.yaml", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(v["stages"].as_array().unwrap().iter().all(|s| s["output"].is_string()), "{v}");
+    assert!(
+        v["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["output"].is_string()),
+        "{v}"
+    );
 
     // Lineage of the latest run, text and JSON.
     let o = p.bin(&["lineage", "latest"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(text.contains("tiny") && text.contains("cached") && text.contains("data/sft.jsonl"), "{text}");
+    assert!(
+        text.contains("tiny") && text.contains("cached") && text.contains("data/sft.jsonl"),
+        "{text}"
+    );
     let o = p.bin(&["lineage", "latest", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["status"], "ok");
@@ -36,7 +46,11 @@ fn run_records_and_caches() {
     let o = p.bin(&["--json", "lineage", "latest"]);
     let latest: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let first_id = {
-        let runs: Vec<_> = std::fs::read_dir(p.path(".medrun/runs-v1")).unwrap().flatten().map(|e| e.path()).collect();
+        let runs: Vec<_> = std::fs::read_dir(p.path(".medrun/runs-v1"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         assert_eq!(runs.len(), 2);
         runs.iter()
             .map(|r| r.file_stem().unwrap().to_string_lossy().to_string())
@@ -53,11 +67,19 @@ fn run_records_and_caches() {
     let o = p.bin(&["lineage", &model]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(text.contains("artifact model.bin") && text.contains("sft (sft)") && text.contains("pt (pt)"), "{text}");
+    assert!(
+        text.contains("artifact model.bin")
+            && text.contains("sft (sft)")
+            && text.contains("pt (pt)"),
+        "{text}"
+    );
 
     // OpenLineage: START then COMPLETE per stage, inputs are the datasets.
     let o = p.bin(&["lineage", &first_id, "--format", "openlineage"]);
-    let events: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(events.len(), 6);
     assert_eq!(events[0]["eventType"], "START");
     assert_eq!(events[1]["eventType"], "COMPLETE");
@@ -79,12 +101,19 @@ fn dirty_tree_and_uncommitted_spec_are_refused_unless_allowed() {
     let o = p.bin(&["run", "runs/tiny.yaml"]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("uncommitted") && e.contains("datasets.lock") && e.contains("--allow-dirty"), "{e}");
+    assert!(
+        e.contains("uncommitted") && e.contains("datasets.lock") && e.contains("--allow-dirty"),
+        "{e}"
+    );
     p.commit_all();
     p.write("runs/new.yaml", crate::common::SPEC);
     let o = p.bin(&["run", "runs/new.yaml"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("runs/new.yaml is not committed"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("runs/new.yaml is not committed"),
+        "{}",
+        stderr(&o)
+    );
 
     // With --allow-dirty the state is recorded (the fake trainer is needed to get that far).
     let t = Arc::new(FakeTrainer::new());
@@ -106,8 +135,15 @@ fn the_binary_has_no_pretend_trainer() {
     p.commit_all();
     let o = p.bin(&["run", "runs/tiny.yaml"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("no executor for stage kind `pt`"), "{}", stderr(&o));
-    assert!(!p.path(".medrun/runs-v1").exists(), "refused before any work");
+    assert!(
+        stderr(&o).contains("no executor for stage kind `pt`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !p.path(".medrun/runs-v1").exists(),
+        "refused before any work"
+    );
 }
 
 #[test]
@@ -115,12 +151,18 @@ fn failed_stage_is_recorded_and_keeps_earlier_outputs() {
     let p = project();
     assert_eq!(p.bin(&["lock"]).status.code(), Some(0));
     p.commit_all();
-    let t = Arc::new(FakeTrainer { fail_on: Some("sft".into()), ..FakeTrainer::new() });
+    let t = Arc::new(FakeTrainer {
+        fail_on: Some("sft".into()),
+        ..FakeTrainer::new()
+    });
     let spec = p.spec().display().to_string();
     assert_eq!(p.cli(&["run", &spec], &executors(t)), 1);
     let o = p.bin(&["lineage", "latest"]);
     let text = stdout(&o);
-    assert!(text.contains("failed") && text.contains("loss is NaN at step 3"), "{text}");
+    assert!(
+        text.contains("failed") && text.contains("loss is NaN at step 3"),
+        "{text}"
+    );
     // The next run reuses pt and only reruns sft and dpo.
     let t = Arc::new(FakeTrainer::new());
     assert_eq!(p.cli(&["run", &spec], &executors(t.clone())), 0);
@@ -135,16 +177,31 @@ fn explain_names_the_changed_field() {
     let spec = p.spec().display().to_string();
     let o = p.bin(&["explain", "runs/tiny.yaml"]);
     assert!(stdout(&o).contains("pt: never run"), "{}", stdout(&o));
-    assert_eq!(p.cli(&["run", &spec], &executors(Arc::new(FakeTrainer::new()))), 0);
+    assert_eq!(
+        p.cli(&["run", &spec], &executors(Arc::new(FakeTrainer::new()))),
+        0
+    );
     let o = p.bin(&["explain", "runs/tiny.yaml"]);
     assert!(stdout(&o).contains("pt: fresh"), "{}", stdout(&o));
-    p.write("runs/tiny.yaml", &crate::common::SPEC.replace("optimizer: {lr: 0.0001}", "optimizer: {lr: 0.0003}"));
+    p.write(
+        "runs/tiny.yaml",
+        &crate::common::SPEC.replace("optimizer: {lr: 0.0001}", "optimizer: {lr: 0.0003}"),
+    );
     let o = p.bin(&["explain", "runs/tiny.yaml"]);
     let text = stdout(&o);
     assert!(text.contains("pt: fresh"), "{text}");
-    assert!(text.contains("sft: stale since run") && text.contains("stage.optimizer.lr changed"), "{text}");
-    assert!(text.contains("stage.optimizer.lr: 0.0001 → 0.0003"), "{text}");
-    assert!(text.contains("dpo: stale because its parent stage `sft` changed"), "{text}");
+    assert!(
+        text.contains("sft: stale since run") && text.contains("stage.optimizer.lr changed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stage.optimizer.lr: 0.0001 → 0.0003"),
+        "{text}"
+    );
+    assert!(
+        text.contains("dpo: stale because its parent stage `sft` changed"),
+        "{text}"
+    );
     let o = p.bin(&["explain", "runs/tiny.yaml", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v[1]["status"], "changed");
@@ -158,7 +215,10 @@ fn nondeterminism_is_reported_not_hidden() {
     assert_eq!(p.bin(&["lock"]).status.code(), Some(0));
     p.commit_all();
     let spec = p.spec().display().to_string();
-    assert_eq!(p.cli(&["run", &spec], &executors(Arc::new(FakeTrainer::new()))), 0);
+    assert_eq!(
+        p.cli(&["run", &spec], &executors(Arc::new(FakeTrainer::new()))),
+        0
+    );
     // Simulate a second producer of the same keys whose outputs are lost: delete the objects,
     // so the stages run again, with a trainer that produces other bytes.
     for entry in walk(&p.path(".medrun/objects-v1")) {
@@ -168,11 +228,18 @@ fn nondeterminism_is_reported_not_hidden() {
         std::fs::set_permissions(&entry, perm).unwrap();
         std::fs::remove_file(entry).unwrap();
     }
-    let salty = Arc::new(FakeTrainer { salt: true, ..FakeTrainer::new() });
+    let salty = Arc::new(FakeTrainer {
+        salt: true,
+        ..FakeTrainer::new()
+    });
     let code = p.cli(&["run", &spec], &executors(salty));
     assert_eq!(code, 0);
     let o = p.bin(&["lineage", "latest"]);
-    assert!(stdout(&o).contains("NONDETERMINISM in stage pt"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("NONDETERMINISM in stage pt"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use medrun::store::Store;
 
-use crate::common::{executors, project, stderr, stdout, FakeTrainer};
+use crate::common::{FakeTrainer, executors, project, stderr, stdout};
 
 /// A reader that yields 4 MiB, creates `marker`, then blocks forever (until killed).
 struct Stall {
@@ -51,7 +51,13 @@ fn killed_writer_leaves_no_torn_object() {
     Store::open(&store_dir).unwrap();
     let marker = tmp.path().join("marker");
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "store::writer_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "store::writer_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("MEDRUN_TEST_KILL_STORE", &store_dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -59,15 +65,24 @@ fn killed_writer_leaves_no_torn_object() {
         .unwrap();
     let t0 = Instant::now();
     while !marker.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "child never reached mid-write");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "child never reached mid-write"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
     let store = Store::open_existing(&store_dir).unwrap();
-    assert!(store.list_objects().unwrap().is_empty(), "a torn object became visible");
-    let temps: Vec<_> = std::fs::read_dir(store.tmp_dir()).unwrap().flatten().collect();
+    assert!(
+        store.list_objects().unwrap().is_empty(),
+        "a torn object became visible"
+    );
+    let temps: Vec<_> = std::fs::read_dir(store.tmp_dir())
+        .unwrap()
+        .flatten()
+        .collect();
     assert_eq!(temps.len(), 1, "the partial write stays in tmp/");
     assert!(temps[0].metadata().unwrap().len() >= 4 << 20);
     // verify is clean (nothing references the partial write); gc removes the leftover.
@@ -94,7 +109,10 @@ fn verify_finds_a_corrupted_object() {
     assert_eq!(p.bin(&["lock"]).status.code(), Some(0));
     p.commit_all();
     let spec = p.spec().display().to_string();
-    assert_eq!(p.cli(&["run", &spec], &executors(Arc::new(FakeTrainer::new()))), 0);
+    assert_eq!(
+        p.cli(&["run", &spec], &executors(Arc::new(FakeTrainer::new()))),
+        0
+    );
     let o = p.bin(&["verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let store = Store::open_existing(&p.store()).unwrap();
@@ -102,21 +120,31 @@ fn verify_finds_a_corrupted_object() {
     corrupt(&store.object_path(&victim));
     let o = p.bin(&["verify"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains(&format!("corrupt  {victim}")), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("corrupt  {victim}")),
+        "{}",
+        stdout(&o)
+    );
     assert!(stderr(&o).contains("hint:"), "{}", stderr(&o));
     let o = p.bin(&["verify", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ok"], false);
     assert_eq!(v["report"]["corrupt"][0][0], victim.as_str());
     // A missing referenced object is reported too.
-    let mut perm = std::fs::metadata(store.object_path(&victim)).unwrap().permissions();
+    let mut perm = std::fs::metadata(store.object_path(&victim))
+        .unwrap()
+        .permissions();
     #[allow(clippy::permissions_set_readonly_false)]
     perm.set_readonly(false);
     std::fs::set_permissions(store.object_path(&victim), perm).unwrap();
     std::fs::remove_file(store.object_path(&victim)).unwrap();
     let o = p.bin(&["verify"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains(&format!("missing  {victim}")), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("missing  {victim}")),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -125,13 +153,21 @@ fn gc_deletes_only_unreachable_objects() {
     assert_eq!(p.bin(&["lock"]).status.code(), Some(0));
     p.commit_all();
     let spec = p.spec().display().to_string();
-    assert_eq!(p.cli(&["run", &spec], &executors(Arc::new(FakeTrainer::new()))), 0);
+    assert_eq!(
+        p.cli(&["run", &spec], &executors(Arc::new(FakeTrainer::new()))),
+        0
+    );
     let store = Store::open_existing(&p.store()).unwrap();
     let before = store.list_objects().unwrap();
-    let orphan = store.put_bytes(b"left behind by an interrupted stage").unwrap();
+    let orphan = store
+        .put_bytes(b"left behind by an interrupted stage")
+        .unwrap();
     let kept = store.put_bytes(b"kept by --keep").unwrap();
     let promoted = store.put_bytes(b"named in promotions.yaml").unwrap();
-    p.write("promotions.yaml", &format!("version: 1\npromotions:\n  - checkpoint: {promoted}\n"));
+    p.write(
+        "promotions.yaml",
+        &format!("version: 1\npromotions:\n  - checkpoint: {promoted}\n"),
+    );
     let o = p.bin(&["gc", "--dry-run", "--json", "--keep", &kept[..10]]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["deleted"], serde_json::json!([orphan.clone()]));
