@@ -79,6 +79,43 @@ pub fn run_text(r: &RunRecord) -> String {
     o
 }
 
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// One aligned line per named input: name, path, format, hash, size, records.
+fn input_lines(o: &mut String, r: &RunRecord, names: &[&String], ind: &str) {
+    let inputs: Vec<(&String, &super::record::RecordedInput)> = names
+        .iter()
+        .filter_map(|n| r.started.inputs.get(*n).map(|i| (*n, i)))
+        .collect();
+    let wn = inputs.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let wp = inputs.iter().map(|(_, i)| i.path.len()).max().unwrap_or(0);
+    let wf = inputs
+        .iter()
+        .map(|(_, i)| i.format.len())
+        .max()
+        .unwrap_or(0);
+    for (name, i) in inputs {
+        let rec = i
+            .records
+            .map(|n| format!(", {}", plural(n, "record")))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "{ind}{name:<wn$}  {:<wp$}  {:<wf$}  blake3 {}  {}{rec}",
+            i.path,
+            i.format,
+            short(&i.blake3),
+            plural(i.bytes, "byte")
+        );
+    }
+}
+
 fn stage_lines(o: &mut String, r: &RunRecord, name: &str, st: &StageState, ind: &str) {
     let Some((p, _)) = r.stage(name) else {
         return;
@@ -104,7 +141,9 @@ fn stage_lines(o: &mut String, r: &RunRecord, name: &str, st: &StageState, ind: 
         let _ = writeln!(o, "{ind}  from stage {par}");
     }
     if !p.datasets.is_empty() {
-        let _ = writeln!(o, "{ind}  datasets {}", p.datasets.join(", "));
+        let _ = writeln!(o, "{ind}  datasets");
+        let names: Vec<&String> = p.datasets.iter().collect();
+        input_lines(o, r, &names, &format!("{ind}    "));
     }
     match st {
         StageState::Completed(c) => {

@@ -192,11 +192,15 @@ impl Plan {
             let _ = writeln!(o, "{:<w$}  {:<4}  {}  {status}", s.name, s.kind, s.key);
         }
         if !self.stale.is_empty() {
-            let _ = writeln!(
-                o,
-                "datasets.lock is out of date for {} input(s): run `medrun lock`",
-                self.stale.len()
-            );
+            let what = if self.lock.is_none() {
+                "datasets.lock does not exist".to_string()
+            } else {
+                format!(
+                    "datasets.lock is out of date for {} input(s)",
+                    self.stale.len()
+                )
+            };
+            let _ = writeln!(o, "{what}: run `medrun lock`");
         }
         o
     }

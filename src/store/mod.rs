@@ -35,6 +35,17 @@ pub use tree::Tree;
 pub const STORE_VERSION: &str = "medrun-store 1";
 pub const DEFAULT_STORE_DIR: &str = ".medrun";
 
+/// Names a store directory may contain.
+const STORE_ENTRIES: &[&str] = &[
+    "VERSION",
+    "lock",
+    "objects-v1",
+    "keys-v1",
+    "runs-v1",
+    "tmp",
+    "state-v1.json",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store I/O error at {path}: {source}")]
@@ -73,7 +84,10 @@ impl StoreError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            StoreError::NoStore { .. } | StoreError::Missing { .. } | StoreError::Corrupt { .. }
+            StoreError::NoStore { .. }
+                | StoreError::Missing { .. }
+                | StoreError::Corrupt { .. }
+                | StoreError::Version { .. }
         )
     }
 }
@@ -166,28 +180,24 @@ impl Store {
         match std::fs::read_to_string(&v) {
             Ok(text) => s.check_version(&text)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if root.exists()
-                    && std::fs::read_dir(root)
-                        .map_err(io_at(root))?
-                        .next()
-                        .is_some()
-                {
-                    // A non-empty directory without VERSION: maybe only the state cache.
-                    let only_state =
-                        std::fs::read_dir(root)
+                // Refuse to turn an unrelated non-empty directory into a store. Entries that a
+                // store being created by another medrun process right now would have are fine.
+                if root.exists() {
+                    for e in std::fs::read_dir(root).map_err(io_at(root))? {
+                        let name = e
                             .map_err(io_at(root))?
-                            .flatten()
-                            .all(|e| {
-                                e.file_name().to_string_lossy().starts_with("state-v1.json")
-                                    || e.file_name()
-                                        .to_string_lossy()
-                                        .starts_with(".state-v1.json")
+                            .file_name()
+                            .to_string_lossy()
+                            .to_string();
+                        let ours = STORE_ENTRIES.contains(&name.as_str()) || name.starts_with('.');
+                        if !ours {
+                            return Err(StoreError::Version {
+                                path: root.to_path_buf(),
+                                found: format!(
+                                    "no VERSION file, and `{name}` is not a store entry"
+                                ),
                             });
-                    if !only_state {
-                        return Err(StoreError::Version {
-                            path: root.to_path_buf(),
-                            found: "no VERSION file in a non-empty directory".into(),
-                        });
+                        }
                     }
                 }
                 for d in ["objects-v1", "keys-v1", "runs-v1", "tmp"] {

@@ -4,4 +4,5 @@ mod common;
 mod keys;
 mod lock;
 mod run;
+mod snapshots;
 mod store;
