@@ -143,6 +143,13 @@ where
         Ok(code) => code,
         Err(e) => {
             printer.error(&e.to_string(), e.hint().as_deref());
+            if cli.json {
+                printer.json_value(&serde_json::json!({
+                    "error": e.to_string(),
+                    "hint": e.hint(),
+                    "exit_code": e.exit_code(),
+                }));
+            }
             e.exit_code()
         }
     }
