@@ -189,7 +189,7 @@ pub fn syntax_error(display: &Path, err: &serde_saphyr::Error) -> YamlError {
     let mut message = err.to_string();
     // serde-saphyr appends " at line N, column M"; we print the position up front instead.
     if let Some(i) = message.rfind(" at line ")
-        && message[i..].contains(", column ")
+        && is_position_suffix(&message[i + " at line ".len()..])
     {
         message.truncate(i);
     }
@@ -197,6 +197,15 @@ pub fn syntax_error(display: &Path, err: &serde_saphyr::Error) -> YamlError {
         at: At::new(display, pos),
         message,
     }
+}
+
+/// Whether `s` is exactly `N, column M`.
+fn is_position_suffix(s: &str) -> bool {
+    let Some((line, col)) = s.split_once(", column ") else {
+        return false;
+    };
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    digits(line) && digits(col)
 }
 
 /// Parse `text` into `T` strictly.
@@ -295,6 +304,13 @@ mod tests {
         let b = b"ab\ncd\xffe";
         assert_eq!(Pos::of_offset(b, 0), Pos { line: 1, column: 1 });
         assert_eq!(Pos::of_offset(b, 5), Pos { line: 2, column: 3 });
+    }
+
+    #[test]
+    fn only_a_trailing_position_is_stripped() {
+        assert!(is_position_suffix("3, column 7"));
+        assert!(!is_position_suffix("3, column 7) (used"));
+        assert!(!is_position_suffix("x, column 7"));
     }
 
     #[test]

@@ -308,7 +308,35 @@ struct RawLock {
     #[allow(dead_code)]
     version: Spanned<u32>,
     #[serde(default)]
-    entries: BTreeMap<String, Spanned<RawEntry>>,
+    entries: Entries,
+}
+
+/// A mapping kept in file order with the position of every key (serde maps lose key spans).
+#[derive(Default)]
+struct Entries(Vec<(Spanned<String>, Spanned<RawEntry>)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a mapping from paths to lock entries")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Entries, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = m.next_key::<Spanned<String>>()? {
+                    let v = m.next_value::<Spanned<RawEntry>>()?;
+                    out.push((k, v));
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -335,8 +363,9 @@ impl Lockfile {
         yaml::check_version(text, display, "datasets.lock", LOCK_VERSION)?;
         let raw: RawLock = yaml::parse(text, display)?;
         let mut entries = BTreeMap::new();
-        for (path, e) in raw.entries {
-            let at = At::spanned(display, &e);
+        for (key, e) in raw.entries.0 {
+            let at = At::spanned(display, &key);
+            let path = key.value;
             let rel = normalize_rel(&path).map_err(|why| LockError::Invalid {
                 at: at.clone(),
                 message: format!("entry {path:?}: {why}"),
@@ -344,7 +373,7 @@ impl Lockfile {
             if rel.as_str() != path {
                 return Err(LockError::Invalid {
                     at,
-                    message: format!("entry {path:?} is not in normal form (expected {rel:?})"),
+                    message: format!("entry {path:?} is not in normal form (expected \"{rel}\")"),
                 });
             }
             let e = e.value;
@@ -363,6 +392,12 @@ impl Lockfile {
                         "`blake3` must be 64 lowercase hex digits, got {:?}",
                         e.blake3.value
                     ),
+                });
+            }
+            if entries.contains_key(&rel) {
+                return Err(LockError::Invalid {
+                    at,
+                    message: format!("entry {path:?} appears twice"),
                 });
             }
             if format.has_records() != e.records.is_some() {

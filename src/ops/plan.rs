@@ -105,6 +105,8 @@ pub fn output_present(store: &Store, output: &str) -> bool {
 pub fn plan(spec_path: &Path, store: Option<&Path>, verify: bool) -> Result<Plan> {
     let project = Project::for_spec(spec_path, store)?;
     let loaded = spec::load_spec(&project.root, spec_path)?;
+    // Read the lock before anything is written, so a malformed lock leaves no trace.
+    let lockfile = Lockfile::read(&project.root)?;
     let device = DeviceClass::detect(loaded.spec.device)?;
     let engine = EngineFingerprint::current();
     let mut cache = if verify {
@@ -115,7 +117,6 @@ pub fn plan(spec_path: &Path, store: Option<&Path>, verify: bool) -> Result<Plan
     let pins = digest_inputs(&project, &loaded, &mut cache)?;
     cache.save(&project.store_dir);
     let keys = hash::run_keys(&loaded.spec, &pins, &engine, &device)?;
-    let lockfile = Lockfile::read(&project.root)?;
     let names = input_names(&loaded.spec);
     let stale = lock::compare(lockfile.as_ref(), &pins, &names);
     let store = Store::open_existing(&project.store_dir).ok();

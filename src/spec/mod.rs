@@ -38,6 +38,15 @@ impl SpecError {
                 "add `version: 1` at the top of the file".into()
             }
             SpecError::Yaml(YamlError::Io { .. }) => "check the path and its permissions".into(),
+            SpecError::Yaml(YamlError::TooLarge { .. }) => {
+                "a spec is a few KiB of YAML: check that the path names the spec, not a data file".into()
+            }
+            SpecError::Yaml(YamlError::NotUtf8 { .. }) => {
+                "save the file as UTF-8 (the position names the first invalid byte)".into()
+            }
+            SpecError::Yaml(YamlError::Syntax { message, .. }) if message.starts_with("budget breached") => {
+                "medrun refuses YAML whose anchors, aliases or nesting expand past its budget: write the values out".into()
+            }
             SpecError::Yaml(_) => "fix the YAML; the schema is in docs/reference/spec.md".into(),
         }
     }

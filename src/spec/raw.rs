@@ -28,7 +28,7 @@ pub struct RawSpec {
     #[serde(default)]
     pub template: Option<S<String>>,
     pub datasets: BTreeMap<String, S<RawDataset>>,
-    pub stages: Vec<S<RawStage>>,
+    pub stages: S<Vec<S<RawStage>>>,
     #[serde(default)]
     pub evals: Vec<S<String>>,
     #[serde(default)]

@@ -429,15 +429,15 @@ pub(crate) fn spec(
             ));
         }
     };
-    if raw.stages.is_empty() {
+    if raw.stages.value.is_empty() {
         return Err(ctx.err(
-            &raw.name,
+            &raw.stages,
             "the spec has no stages",
             "add at least one stage under `stages:`",
         ));
     }
     let mut stages: Vec<Stage> = Vec::new();
-    for s in &raw.stages {
+    for s in &raw.stages.value {
         let st = stage(ctx, fam, s, &datasets)?;
         if stages.iter().any(|o| o.name == st.name) {
             return Err(ctx.err(
