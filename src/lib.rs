@@ -18,4 +18,5 @@ pub mod spec;
 pub mod stage;
 pub mod store;
 pub mod time;
+pub mod train;
 pub mod yaml;

@@ -1,5 +1,6 @@
 //! Models: configuration, parameters (init, load, save) and the transformer itself.
 
+pub mod checkpoint;
 pub mod config;
 pub mod lora;
 pub mod params;
@@ -17,6 +18,10 @@ pub enum ModelError {
     MissingTensor(String),
     #[error("sequence of {len} tokens is longer than the model's {max} positions")]
     TooLong { len: usize, max: usize },
+    #[error("model config: {0}")]
+    Config(String),
+    #[error("cannot write {0}: {1}")]
+    Io(String, #[source] std::io::Error),
 }
 
 #[cfg(test)]

@@ -1,0 +1,5 @@
+//! The training engine: one step loop shared by PT, SFT and DPO, with our own AdamW, schedules,
+//! gradient clipping and accumulation.
+
+pub mod optim;
+pub mod schedule;
