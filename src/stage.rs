@@ -34,10 +34,16 @@ pub struct StageContext<'a> {
     pub work_dir: &'a Path,
 }
 
-/// What a stage produced: named files (moved into the store as objects) and a metrics summary.
+/// What a stage produced.
+///
+/// `files` are the deterministic outputs (checkpoint, config, tokenizer, trajectory): they form
+/// the output tree whose id is the stage's content address, so they must be a pure function of
+/// the stage key. `logs` hold what legitimately varies between identical runs (per-step timings,
+/// tokens/s): stored and recorded in the lineage, but outside the content address.
 #[derive(Debug, Clone, Default)]
 pub struct StageOutput {
     pub files: BTreeMap<String, PathBuf>,
+    pub logs: BTreeMap<String, PathBuf>,
     pub metrics: serde_json::Value,
 }
 

@@ -65,6 +65,9 @@ pub struct StageCompleted {
     pub output: String,
     /// File name → object id.
     pub artifacts: BTreeMap<String, String>,
+    /// Logs outside the content address (timings): file name → object id.
+    #[serde(default)]
+    pub logs: BTreeMap<String, String>,
     pub metrics: serde_json::Value,
     pub started_at: String,
     pub finished_at: String,
@@ -187,6 +190,7 @@ impl RunRecord {
             }
             if let StageState::Completed(c) = st {
                 v.extend(c.artifacts.values().cloned());
+                v.extend(c.logs.values().cloned());
             }
         }
         v

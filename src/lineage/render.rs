@@ -151,6 +151,9 @@ fn stage_lines(o: &mut String, r: &RunRecord, name: &str, st: &StageState, ind: 
             for (n, id) in &c.artifacts {
                 let _ = writeln!(o, "{ind}  artifact {n}  {}", short(id));
             }
+            for (n, id) in &c.logs {
+                let _ = writeln!(o, "{ind}  log {n}  {}", short(id));
+            }
         }
         StageState::Failed { error, .. } => {
             let _ = writeln!(o, "{ind}  error: {error}");

@@ -30,6 +30,8 @@ pub fn gc(root: &Path, store_dir: &Path, keep: &[String], dry_run: bool) -> Resu
         roots.extend(r.objects());
     }
     roots.extend(promotion_roots(root));
+    // Mid-stage checkpoints of unfinished stages: a resumed run needs them.
+    roots.extend(store.list_resume_points()?);
     for k in keep {
         match lineage::resolve(&store, k)? {
             Target::Run(r) => roots.extend(r.objects()),

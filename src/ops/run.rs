@@ -297,6 +297,10 @@ pub fn run(
             );
             artifacts.insert(name.clone(), id);
         }
+        let mut logs = BTreeMap::new();
+        for (name, path) in &output.logs {
+            logs.insert(name.clone(), store.put_file(path)?);
+        }
         let _ = std::fs::remove_dir_all(&work);
         let out = tree.put(&store)?;
         let seconds = t0.elapsed().as_secs_f64();
@@ -330,6 +334,7 @@ pub fn run(
             parent_output: parent.as_ref().map(|p| p.output.clone()),
             output: out.clone(),
             artifacts,
+            logs,
             metrics: output.metrics.clone(),
             started_at,
             finished_at: crate::time::now(),

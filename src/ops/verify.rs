@@ -48,6 +48,9 @@ pub fn verify(store_dir: &Path) -> Result<VerifyReport> {
     for (key, out) in store.list_key_outputs()? {
         refs.push((out.output, format!("key {}", &key[..12])));
     }
+    for id in store.list_resume_points()? {
+        refs.push((id, "a resume checkpoint".to_string()));
+    }
     let mut seen = BTreeSet::new();
     while let Some((id, from)) = refs.pop() {
         if !seen.insert(id.clone()) {

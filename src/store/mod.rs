@@ -9,6 +9,7 @@
 //!   objects-v1/ab/cdef…          immutable blobs named by the blake3 of their bytes
 //!   keys-v1/ab/<key>.json        the inputs a stage key was computed from (immutable)
 //!   keys-v1/ab/<key>.out         the content address that key produced (created once)
+//!   keys-v1/ab/<key>.ckpt        the latest mid-stage checkpoint of an unfinished stage
 //!   runs-v1/<run id>.jsonl       append-only run records (see `lineage`)
 //!   tmp/                         in-flight writes; never visible as objects
 //!   state-v1.json                the dataset state cache (a hint, see `lock::state`)
@@ -526,6 +527,62 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_at(&p)(e)),
         }
+    }
+
+    /// The latest mid-stage checkpoint (a tree id) saved for `key`, if any. Training resumes
+    /// from it after a crash.
+    pub fn resume_point(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let p = self.key_path(key, "ckpt");
+        match std::fs::read_to_string(&p) {
+            Ok(s) => {
+                let id = s.trim().to_string();
+                Ok(is_object_id(&id).then_some(id))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_at(&p)(e)),
+        }
+    }
+
+    /// Point `key`'s resume checkpoint at tree `id` (atomically replacing the previous one).
+    pub fn set_resume_point(&self, key: &str, id: &str) -> Result<(), StoreError> {
+        let p = self.key_path(key, "ckpt");
+        let dir = p.parent().unwrap_or(&self.root).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        atomic_write(&p, format!("{id}\n").as_bytes()).map_err(io_at(&p))
+    }
+
+    /// Forget `key`'s resume checkpoint (the stage finished); gc may then reclaim it.
+    pub fn clear_resume_point(&self, key: &str) -> Result<(), StoreError> {
+        let p = self.key_path(key, "ckpt");
+        match std::fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_at(&p)(e)),
+        }
+    }
+
+    /// Every resume checkpoint (gc roots).
+    pub fn list_resume_points(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let base = self.root.join("keys-v1");
+        let Ok(rd) = std::fs::read_dir(&base) else {
+            return Ok(out);
+        };
+        for bucket in rd.flatten() {
+            let Ok(files) = std::fs::read_dir(bucket.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let name = f.file_name().to_string_lossy().to_string();
+                if let Some(key) = name.strip_suffix(".ckpt")
+                    && let Some(id) = self.resume_point(key)?
+                {
+                    out.push(id);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// All stage keys with a recorded output.
