@@ -238,16 +238,16 @@ pub fn run(
         progress(&m);
         state.metrics.push(m);
         if cfg.stage.eval_every > 0
-            && state.step % cfg.stage.eval_every == 0
+            && state.step.is_multiple_of(cfg.stage.eval_every)
             && let Some(v) = task.eval_loss(model, params)?
         {
             state.eval.push((state.step, v));
         }
-        if cfg.fingerprint_every > 0 && state.step % cfg.fingerprint_every == 0 {
+        if cfg.fingerprint_every > 0 && state.step.is_multiple_of(cfg.fingerprint_every) {
             state.trajectory.push((state.step, params.fingerprint()?));
         }
         let every = cfg.stage.checkpoint_every;
-        if every > 0 && state.step % every == 0 && state.step < cfg.total_steps {
+        if every > 0 && state.step.is_multiple_of(every) && state.step < cfg.total_steps {
             checkpoint(params, opt, state)?;
         }
     }
