@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod gguf;
 pub mod lora;
 pub mod params;
 pub mod transformer;
