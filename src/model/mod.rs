@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod gguf;
+pub mod hf;
 pub mod lora;
 pub mod params;
 pub mod transformer;
