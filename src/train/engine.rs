@@ -24,6 +24,8 @@ pub struct Batch {
     pub targets: Vec<u32>,
     /// 1.0 where the target counts toward the loss.
     pub mask: Vec<f32>,
+    /// DPO: the reference model's summed response log-prob per row (empty otherwise).
+    pub ref_logps: Vec<f32>,
 }
 
 impl Batch {

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod engine;
 pub mod optim;
 pub mod schedule;
+pub mod tasks;
 
 #[cfg(test)]
 mod tests;

@@ -40,6 +40,7 @@ impl StageTask for Cyclic {
             inputs,
             targets,
             mask: vec![1.0; self.rows * self.len],
+            ref_logps: vec![],
         })
     }
     fn loss(
