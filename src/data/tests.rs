@@ -1,4 +1,5 @@
-//! Tests shared by the readers: directories of shards, skip mode, file-level errors.
+//! Tests shared by the readers: directories of shards, skip mode, file-level errors, and the real
+//! MedicalGPT sample files (in `../shared/data/medicalgpt` beside the checkout, when present).
 
 use std::path::{Path, PathBuf};
 
@@ -178,4 +179,139 @@ fn nothing_in_a_file_panics() {
             }
         }
     }
+}
+
+// ---- the real MedicalGPT sample files ----
+
+fn medicalgpt(rel: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/medicalgpt")
+        .join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: {} is absent (the shared MedicalGPT sample data sits beside the checkout)",
+            p.display()
+        );
+        None
+    }
+}
+
+fn no_skips<T>(read: &Read<T>) {
+    assert!(read.skipped.is_empty(), "{:?}", read.skipped);
+}
+
+#[test]
+fn real_medical_sft() {
+    let Some(p) = medicalgpt("sft/medical_sft_1K_format.jsonl") else {
+        return;
+    };
+    let read = read_sharegpt(&p, "medical_sft_1K_format.jsonl", ReadOptions::default()).unwrap();
+    no_skips(&read);
+    assert_eq!(read.records.len(), 1000);
+    for c in &read.records {
+        let roles: Vec<_> = c.turns.iter().map(|t| t.role).collect();
+        assert_eq!(roles, [Role::User, Role::Assistant], "line {}", c.line);
+    }
+    assert!(
+        read.records[0].turns[0]
+            .content
+            .starts_with("治疗阳痿吃什么药呢")
+    );
+    assert_eq!(read.records[999].line, 1000);
+}
+
+#[test]
+fn real_general_sharegpt_has_one_conversation_without_an_answer() {
+    let Some(p) = medicalgpt("sft/sharegpt_zh_1K_format.jsonl") else {
+        return;
+    };
+    let e = read_sharegpt(&p, "sharegpt_zh_1K_format.jsonl", ReadOptions::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "sharegpt_zh_1K_format.jsonl:781: field \"conversations\": the conversation has no assistant turn"
+    );
+    let read = read_sharegpt(&p, "sharegpt_zh_1K_format.jsonl", SKIP).unwrap();
+    assert_eq!(read.records.len(), 999);
+    assert_eq!(read.skipped.len(), 1);
+    assert_eq!(read.skipped[0].line, 781);
+    // Empty messages are kept as they are.
+    let empty = read
+        .records
+        .iter()
+        .flat_map(|c| &c.turns)
+        .filter(|t| t.content.is_empty())
+        .count();
+    assert_eq!(empty, 17);
+}
+
+#[test]
+fn real_preference_pairs_same_in_both_formats() {
+    let (Some(cur), Some(old)) = (
+        medicalgpt("reward/dpo_zh_500.jsonl"),
+        medicalgpt("legacy/reward/dpo_zh_500.jsonl"),
+    ) else {
+        return;
+    };
+    let cur = read_preference(&cur, "dpo_zh_500.jsonl", ReadOptions::default()).unwrap();
+    let old = read_preference(&old, "legacy/dpo_zh_500.jsonl", ReadOptions::default()).unwrap();
+    no_skips(&cur);
+    no_skips(&old);
+    assert_eq!(cur.records.len(), 500);
+    // The legacy file is the same 500 pairs, row by row, in the old layout (and it has no final
+    // newline).
+    assert_eq!(cur.records, old.records);
+    let with_system = cur
+        .records
+        .iter()
+        .filter(|p| p.prompt[0].role == Role::System)
+        .count();
+    assert_eq!(with_system, 84);
+    for p in &cur.records {
+        assert_eq!(p.prompt.last().map(|t| t.role), Some(Role::User));
+        assert!(p.prompt.len() <= 2);
+    }
+}
+
+#[test]
+fn real_legacy_medical_pairs() {
+    let Some(p) = medicalgpt("legacy/reward/test.json") else {
+        return;
+    };
+    let read = read_preference(&p, "test.json", ReadOptions::default()).unwrap();
+    no_skips(&read);
+    assert_eq!(read.records.len(), 100);
+    assert!(read.records.iter().all(|p| p.prompt.len() == 1));
+}
+
+#[test]
+fn real_toolcall_pairs_are_refused_by_role() {
+    let Some(p) = medicalgpt("reward/toolcall_dpo_zh_demo.jsonl") else {
+        return;
+    };
+    let read = read_preference(&p, "toolcall_dpo_zh_demo.jsonl", SKIP).unwrap();
+    assert_eq!(read.records.len(), 7);
+    assert_eq!(
+        read.skipped.iter().map(|s| s.line).collect::<Vec<_>>(),
+        [2, 4, 8, 11]
+    );
+    assert!(
+        read.skipped
+            .iter()
+            .all(|s| s.field.as_deref() == Some("conversations[1].from"))
+    );
+}
+
+#[test]
+fn real_pretrain_text() {
+    let Some(p) = medicalgpt("pretrain/fever.txt") else {
+        return;
+    };
+    let read = read_text(&p, "fever.txt", ReadOptions::default()).unwrap();
+    no_skips(&read);
+    assert_eq!(read.records.len(), 985);
+    assert_eq!(read.records[0].line, 1);
+    assert_eq!(read.records[0].text, "第一章论");
+    assert_eq!(read.records[984].line, 995);
 }
