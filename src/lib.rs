@@ -4,6 +4,7 @@
 //! never touch the ML stack, so they stay fast to build and test.
 
 pub mod cli;
+pub mod data;
 pub mod env;
 pub mod error;
 pub mod hash;
