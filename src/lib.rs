@@ -18,5 +18,6 @@ pub mod spec;
 pub mod stage;
 pub mod store;
 pub mod time;
+pub mod tokenizer;
 pub mod train;
 pub mod yaml;
