@@ -18,6 +18,8 @@ pub mod rng;
 pub mod spec;
 pub mod stage;
 pub mod store;
+pub mod template;
 pub mod time;
+pub mod tokenizer;
 pub mod train;
 pub mod yaml;
