@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod frozen;
 pub mod gguf;
 pub mod hf;
 pub mod lora;

@@ -95,7 +95,7 @@ impl Transformer {
 
     fn linear(&self, p: &Params, module: &str, x: &Tensor, f: &mut Forward<'_>) -> R<Tensor> {
         let w = p.get(&format!("{module}.weight"))?;
-        let mut y = x.broadcast_matmul(&w.t()?)?;
+        let mut y = matmul_t(x, w)?;
         if let Some(b) = p.try_get(&format!("{module}.bias")) {
             y = y.broadcast_add(b)?;
         }
@@ -277,7 +277,16 @@ impl Transformer {
     pub fn forward(&self, p: &Params, ids: &Tensor, f: &mut Forward<'_>) -> R<Tensor> {
         let hs = self.hidden(p, ids, f)?;
         let head = self.head(p)?;
-        Ok(hs.broadcast_matmul(&head.t()?)?)
+        matmul_t(&hs, &head)
+    }
+}
+
+/// `x Wᵀ`; a weight outside the autograd graph (frozen) gets no gradient work.
+fn matmul_t(x: &Tensor, w: &Tensor) -> R<Tensor> {
+    if w.track_op() {
+        Ok(x.broadcast_matmul(&w.t()?)?)
+    } else {
+        Ok(super::frozen::frozen_linear(x, w)?)
     }
 }
 
