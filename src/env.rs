@@ -44,7 +44,7 @@ impl EngineFingerprint {
 }
 
 /// The class of machine a stage runs on: outputs are only promised to be bit-identical within
-/// one class (see docs/concepts/reproducibility.md).
+/// one class (see docs/concepts/keys.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceClass {
     /// `cpu` or `cuda`.
@@ -61,6 +61,17 @@ pub enum DeviceError {
         "the spec asks for device {device}, but this medrun was built without the `cuda` feature"
     )]
     NoCuda { device: String },
+    #[error("the spec asks for device {device}, but no such CUDA GPU is visible: {reason}")]
+    CudaUnavailable { device: String, reason: String },
+}
+
+impl DeviceError {
+    pub fn hint(&self) -> String {
+        match self {
+            DeviceError::NoCuda { .. } => "rebuild with `cargo build --release --features cuda` (needs nvcc and CUDA_COMPUTE_CAP), or set `device: cpu`".into(),
+            DeviceError::CudaUnavailable { .. } => "check `nvidia-smi` and the index in `device: cuda:N`, or set `device: cpu`".into(),
+        }
+    }
 }
 
 impl DeviceClass {
@@ -71,15 +82,54 @@ impl DeviceClass {
                 model: cpu_model(),
                 isa: cpu_isa(),
             }),
-            DeviceSpec::Cuda(_) => Err(DeviceError::NoCuda {
-                device: device.to_string(),
-            }),
+            DeviceSpec::Cuda(n) => cuda_class(n, device),
         }
     }
 
     pub fn short(&self) -> String {
         format!("{} {} [{}]", self.kind, self.model, self.isa.join(" "))
     }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_class(_n: u32, device: DeviceSpec) -> Result<DeviceClass, DeviceError> {
+    Err(DeviceError::NoCuda {
+        device: device.to_string(),
+    })
+}
+
+/// GPU model and compute capability from `nvidia-smi` (no CUDA library call: planning must stay
+/// cheap and must not initialise the GPU).
+#[cfg(feature = "cuda")]
+fn cuda_class(n: u32, device: DeviceSpec) -> Result<DeviceClass, DeviceError> {
+    let unavailable = |reason: String| DeviceError::CudaUnavailable {
+        device: device.to_string(),
+        reason,
+    };
+    let out = std::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=name,compute_cap",
+            "--format=csv,noheader",
+            &format!("--id={n}"),
+        ])
+        .output()
+        .map_err(|e| unavailable(format!("cannot run nvidia-smi: {e}")))?;
+    if !out.status.success() {
+        return Err(unavailable(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next().unwrap_or("").trim();
+    let (name, cap) = line
+        .rsplit_once(',')
+        .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
+        .ok_or_else(|| unavailable(format!("unexpected nvidia-smi output `{line}`")))?;
+    Ok(DeviceClass {
+        kind: "cuda".into(),
+        model: name,
+        isa: vec![format!("sm_{}", cap.replace('.', ""))],
+    })
 }
 
 fn cpu_model() -> String {

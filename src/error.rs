@@ -71,7 +71,7 @@ impl Error {
             Error::Store(e) => e.hint(),
             Error::Ref(e) => e.hint(),
             Error::Hash(_) => "run `medrun lock`, then try again".into(),
-            Error::Device(_) => "build medrun with `--features cuda` on a machine with CUDA, or set `device: cpu`".into(),
+            Error::Device(e) => e.hint(),
             Error::Dirty { .. } => {
                 "commit your changes (spec, datasets.lock, code) so the run can be traced to a commit, or pass `--allow-dirty` to record the dirty state".into()
             }
