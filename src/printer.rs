@@ -86,11 +86,14 @@ impl Printer {
         }
     }
 
+    /// Whether progress bars and spinners are drawn: stderr is a terminal, no `--json`, no `-q`.
+    pub fn shows_progress(&self) -> bool {
+        !self.json && self.verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()
+    }
+
     /// A spinner for long work, or a no-op when progress is hidden.
     pub fn spinner(&self, msg: &str) -> Spinner {
-        let show =
-            !self.json && self.verbosity != Verbosity::Quiet && std::io::stderr().is_terminal();
-        if !show {
+        if !self.shows_progress() {
             return Spinner(None);
         }
         let pb = indicatif::ProgressBar::new_spinner();

@@ -32,6 +32,10 @@ pub struct StageContext<'a> {
     pub inputs: &'a BTreeMap<RelPath, Pin>,
     /// An empty directory inside the store's `tmp/`, removed after the stage.
     pub work_dir: &'a Path,
+    /// `--skip-bad-records`: skip malformed records (and report them) instead of failing.
+    pub skip_bad_records: bool,
+    /// Whether to draw progress bars (stderr is a terminal, no `--json`, no `-q`).
+    pub progress: bool,
 }
 
 /// What a stage produced.
@@ -58,6 +62,12 @@ pub struct StageError {
 }
 
 pub trait StageExecutor: Send + Sync {
+    /// Checks that need no work (device availability, supported settings), run for every stage
+    /// before the run starts, so a bad setting fails before hours of earlier stages.
+    fn check(&self, _spec: &Spec, _stage: &Stage) -> Result<(), StageError> {
+        Ok(())
+    }
+
     fn execute(&self, ctx: &StageContext<'_>) -> Result<StageOutput, StageError>;
 }
 
@@ -68,9 +78,21 @@ pub struct Executors {
 }
 
 impl Executors {
-    /// The executors built into this medrun. The training engine registers here.
+    /// The executors built into this medrun: the training engine for `pt`, `sft` and `dpo`.
     pub fn builtin() -> Executors {
         Executors::default()
+            .with(
+                StageKind::Pt,
+                Box::new(crate::train::executor::TrainExecutor),
+            )
+            .with(
+                StageKind::Sft,
+                Box::new(crate::train::executor::TrainExecutor),
+            )
+            .with(
+                StageKind::Dpo,
+                Box::new(crate::train::executor::TrainExecutor),
+            )
     }
 
     pub fn with(mut self, kind: StageKind, exec: Box<dyn StageExecutor>) -> Executors {

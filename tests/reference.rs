@@ -14,8 +14,17 @@ use medrun::spec::{Family, InitConfig, Position};
 fn exported_checkpoint_matches_candle_transformers_llama() {
     for tie in [true, false] {
         let init = InitConfig {
-            hidden_size: 64, layers: 2, heads: 4, kv_heads: 2, intermediate_size: 96, max_position: 64,
-            rope_theta: 10000.0, norm_eps: 1e-5, tie_embeddings: tie, init_std: 0.05, position: Position::Rope,
+            hidden_size: 64,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            intermediate_size: 96,
+            max_position: 64,
+            rope_theta: 10000.0,
+            norm_eps: 1e-5,
+            tie_embeddings: tie,
+            init_std: 0.05,
+            position: Position::Rope,
         };
         let cfg = ModelConfig::from_init(Family::Llama, &init, 101);
         let dev = Device::Cpu;
@@ -25,21 +34,38 @@ fn exported_checkpoint_matches_candle_transformers_llama() {
 
         let ids: Vec<u32> = (0..12).map(|i| (i * 37 % 101) as u32).collect();
         let input = Tensor::from_vec(ids.clone(), (1, ids.len()), &dev).unwrap();
-        let ours = Transformer::new(cfg.clone(), &dev).unwrap()
-            .forward(&params, &input, &mut Forward::eval()).unwrap()
-            .squeeze(0).unwrap()
-            .get(ids.len() - 1).unwrap();
+        let ours = Transformer::new(cfg.clone(), &dev)
+            .unwrap()
+            .forward(&params, &input, &mut Forward::eval())
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .get(ids.len() - 1)
+            .unwrap();
 
         let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
         let lc: ct::LlamaConfig = serde_json::from_str(&text).unwrap();
         let config = lc.into_config(false);
         let files = [dir.path().join("model.safetensors")];
-        let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&files, DType::F32, &dev).unwrap() };
+        let vb = unsafe {
+            candle_nn::VarBuilder::from_mmaped_safetensors(&files, DType::F32, &dev).unwrap()
+        };
         let llama = ct::Llama::load(vb, &config).unwrap();
         let mut cache = ct::Cache::new(false, DType::F32, &config, &dev).unwrap();
-        let theirs = llama.forward(&input, 0, &mut cache).unwrap().squeeze(0).unwrap();
+        let theirs = llama
+            .forward(&input, 0, &mut cache)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
 
-        let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (ours - theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         eprintln!("tie={tie}: max |logit difference| = {diff:e}");
         assert!(diff < 1e-4, "logits differ by {diff}");
     }

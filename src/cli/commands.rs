@@ -20,7 +20,34 @@ pub fn dispatch(cli: &Cli, executors: &Executors, p: &Printer) -> Result<u8> {
             spec,
             locked,
             allow_dirty,
-        } => run(spec, store, *locked, *allow_dirty, executors, p),
+            skip_bad_records,
+        } => {
+            let opts = ops::run::RunOptions {
+                locked: *locked,
+                allow_dirty: *allow_dirty,
+                skip_bad_records: *skip_bad_records,
+            };
+            run(spec, store, &opts, executors, p)
+        }
+        Command::Export { reference, dir } => {
+            let project = cwd_project(store)?;
+            let r = ops::export::export(&project.store_dir, reference, dir)?;
+            if p.json {
+                p.json_value(&serde_json::to_value(&r).unwrap_or_default());
+            } else {
+                p.data(&format!(
+                    "exported {} ({}) to {}: {}",
+                    match (&r.checkpoint.run_id, &r.checkpoint.stage) {
+                        (Some(run), Some(s)) => format!("{}:{s}", &run[..12.min(run.len())]),
+                        _ => "output".into(),
+                    },
+                    &r.checkpoint.output[..12],
+                    r.dir.display(),
+                    r.files.join(", ")
+                ));
+            }
+            Ok(EXIT_OK)
+        }
         Command::Lineage { reference, format } => {
             let f = format.unwrap_or(if cli.json {
                 LineageFormat::Json
@@ -88,16 +115,11 @@ fn explain(spec: &Path, store: Option<&Path>, p: &Printer) -> Result<u8> {
 fn run(
     spec: &Path,
     store: Option<&Path>,
-    locked: bool,
-    allow_dirty: bool,
+    opts: &ops::run::RunOptions,
     executors: &Executors,
     p: &Printer,
 ) -> Result<u8> {
-    let opts = ops::run::RunOptions {
-        locked,
-        allow_dirty,
-    };
-    let report = ops::run::run(spec, store, &opts, executors, p)?;
+    let report = ops::run::run(spec, store, opts, executors, p)?;
     if p.json {
         p.json_value(&serde_json::to_value(&report).unwrap_or_default());
     } else {

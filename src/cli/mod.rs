@@ -73,6 +73,10 @@ pub enum Command {
         /// Run even with uncommitted changes (the dirty state is recorded).
         #[arg(long)]
         allow_dirty: bool,
+        /// Skip malformed training records instead of failing; each is reported in the stage's
+        /// data.json.
+        #[arg(long)]
+        skip_bad_records: bool,
     },
     /// Print the provenance of a run, a stage (RUN:STAGE) or an artifact.
     Lineage {
@@ -81,6 +85,13 @@ pub enum Command {
         /// Output format (`--json` is the same as `--format json`).
         #[arg(long, value_enum)]
         format: Option<LineageFormat>,
+    },
+    /// Write a stage's model (LoRA merged) as a Hugging Face directory that `transformers` loads.
+    Export {
+        /// `RUN:STAGE`, a run id or prefix (its last stage), `latest`, or an output hash.
+        reference: String,
+        /// The directory to create (must not exist, or be empty).
+        dir: PathBuf,
     },
     /// Re-hash every object in the store; exit 1 if any is corrupt or missing.
     Verify,

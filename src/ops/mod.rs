@@ -1,6 +1,7 @@
 //! What each command does, as library functions (the CLI files only parse arguments and print).
 
 pub mod explain;
+pub mod export;
 pub mod gc;
 pub mod lock;
 pub mod plan;

@@ -25,6 +25,8 @@ use crate::store::{KeyOutcome, KeyOutput, Store, Tree};
 pub struct RunOptions {
     pub locked: bool,
     pub allow_dirty: bool,
+    /// Skip malformed training records instead of failing (they are counted in `data.json`).
+    pub skip_bad_records: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -122,11 +124,16 @@ pub fn run(
     }
     // 3. Every stage that must run needs an executor, before any work starts.
     for (ps, st) in plan.stages.iter().zip(&plan.loaded.spec.stages) {
-        if ps.output.is_none() && executors.get(st.kind).is_none() {
-            return Err(Error::NoExecutor {
+        if ps.output.is_none() {
+            let exec = executors.get(st.kind).ok_or_else(|| Error::NoExecutor {
                 kind: st.kind.to_string(),
                 stage: st.name.clone(),
-            });
+            })?;
+            exec.check(&plan.loaded.spec, st)
+                .map_err(|source| Error::Stage {
+                    stage: st.name.clone(),
+                    source,
+                })?;
         }
     }
     // 4. Record the run.
@@ -238,7 +245,7 @@ pub fn run(
             key: ps.key.clone(),
             at: started_at.clone(),
         })?;
-        let spinner = printer.spinner(&format!("{} ({})", ps.name, ps.kind));
+        printer.status(&format!("  {:<8} {:<4} running", ps.name, ps.kind));
         let t0 = Instant::now();
         let work = store.tmp_dir().join(format!("work-{run_id}-{}", ps.name));
         std::fs::create_dir_all(&work).map_err(crate::store::io_at(&work))?;
@@ -257,9 +264,10 @@ pub fn run(
             store: &store,
             inputs: &plan.pins,
             work_dir: &work,
+            skip_bad_records: opts.skip_bad_records,
+            progress: printer.shows_progress(),
         };
         let produced = exec.execute(&ctx);
-        spinner.finish();
         let output = match produced {
             Ok(o) => o,
             Err(e) => {
@@ -311,6 +319,8 @@ pub fn run(
                 run: run_id.clone(),
             },
         )?;
+        // The stage is complete: its resume checkpoint is no longer needed.
+        store.clear_resume_point(&ps.key)?;
         if let KeyOutcome::Different { existing } = &outcome {
             rec.append(&Event::Nondeterminism {
                 stage: ps.name.clone(),

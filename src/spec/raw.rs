@@ -123,6 +123,8 @@ pub struct RawStage {
     /// DPO only.
     #[serde(default)]
     pub beta: Option<S<f64>>,
+    #[serde(default)]
+    pub max_samples: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

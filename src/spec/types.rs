@@ -277,6 +277,10 @@ pub struct Stage {
     pub val_fraction: f64,
     /// DPO's β; `None` for other kinds.
     pub beta: Option<f64>,
+    /// Train on the first N examples only (in file order, after tokenisation), like
+    /// MedicalGPT's `max_train_samples`. Left out of the canonical form when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_samples: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

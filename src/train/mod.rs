@@ -2,9 +2,13 @@
 //! gradient clipping and accumulation.
 
 pub mod checkpoint;
+pub mod dpo;
 pub mod engine;
+pub mod executor;
 pub mod optim;
+pub mod pt;
 pub mod schedule;
+pub mod sft;
 pub mod tasks;
 
 #[cfg(test)]

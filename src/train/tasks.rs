@@ -353,6 +353,7 @@ mod tests {
             eval_every: 0,
             val_fraction: 0.0,
             beta: Some(0.1),
+            max_samples: None,
         };
         let lc = LoopConfig {
             stage: stage.clone(),

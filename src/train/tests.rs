@@ -93,6 +93,7 @@ fn setup(steps: u64, checkpoint_every: u64) -> (LoopConfig, Transformer, Params)
         eval_every: 0,
         val_fraction: 0.0,
         beta: None,
+        max_samples: None,
     };
     let model = Transformer::new(cfg.clone(), &Device::Cpu).unwrap();
     let params = Params::init(&cfg, 9, &Device::Cpu).unwrap();

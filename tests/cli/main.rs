@@ -6,3 +6,4 @@ mod lock;
 mod run;
 mod snapshots;
 mod store;
+mod train;

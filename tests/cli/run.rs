@@ -129,24 +129,6 @@ fn dirty_tree_and_uncommitted_spec_are_refused_unless_allowed() {
 }
 
 #[test]
-fn the_binary_has_no_pretend_trainer() {
-    let p = project();
-    assert_eq!(p.bin(&["lock"]).status.code(), Some(0));
-    p.commit_all();
-    let o = p.bin(&["run", "runs/tiny.yaml"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("no executor for stage kind `pt`"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(
-        !p.path(".medrun/runs-v1").exists(),
-        "refused before any work"
-    );
-}
-
-#[test]
 fn failed_stage_is_recorded_and_keeps_earlier_outputs() {
     let p = project();
     assert_eq!(p.bin(&["lock"]).status.code(), Some(0));

@@ -268,5 +268,9 @@ pub(super) fn stage(
         eval_every,
         val_fraction,
         beta,
+        max_samples: match &r.max_samples {
+            Some(m) => Some(ctx.positive(m, "max_samples")?),
+            None => None,
+        },
     })
 }
