@@ -244,8 +244,8 @@ fn load_spec_base(
     let spec = ctx.spec;
     let family = spec.model.family;
     // The model's own files, when it comes from disk.
-    let (mut from_model, tok_json, tc_template) = match &spec.model.source {
-        ModelSource::Init(_) => (None, None, None),
+    let (mut from_model, tok_json, tc_template, tok_config) = match &spec.model.source {
+        ModelSource::Init(_) => (None, None, None, None),
         ModelSource::From(p) => {
             let path = ctx.root.join(&p.0);
             let what = format!("model `{}`", p.0);
@@ -256,11 +256,12 @@ fn load_spec_base(
                 let g = gguf::load(&path, family, dev).map_err(model_err(&what))?;
                 let tj = serde_json::to_vec(&g.tokenizer_json)
                     .map_err(|e| internal(format!("{what}: tokenizer: {e}")))?;
-                (Some((g.config, g.tensors)), Some(tj), g.chat_template)
+                (Some((g.config, g.tensors)), Some(tj), g.chat_template, None)
             } else {
                 let h = hf::load_dir(&path, family, dev).map_err(model_err(&what))?;
                 let tmpl = h.tokenizer_config.as_ref().and_then(chat_template_of);
-                (Some((h.config, h.tensors)), h.tokenizer_json, tmpl)
+                let tc = h.tokenizer_config.clone();
+                (Some((h.config, h.tensors)), h.tokenizer_json, tmpl, tc)
             }
         }
     };
@@ -279,8 +280,27 @@ fn load_spec_base(
                     "add tokenizer.json to the model directory or set `tokenizer.path`",
                 )
             })?;
-            Tokenizer::from_bytes(&bytes, "the model's tokenizer")
-                .map_err(|e| user(e.to_string(), "check the model's tokenizer files"))?
+            let bad = |e: crate::tokenizer::TokenizerError| {
+                user(e.to_string(), "check the model's tokenizer files")
+            };
+            let tok = Tokenizer::from_bytes(&bytes, "the model's tokenizer").map_err(bad)?;
+            // Special tokens: tokenizer_config.json (HF directory) or the model's own config
+            // (GGUF metadata) name them; guessing from the vocabulary is the last resort.
+            match (
+                &tok_config,
+                from_model.as_ref().and_then(|m| m.0.eos_token_id),
+            ) {
+                (Some(tc), _) => {
+                    tok.configured(tc, "the model's tokenizer_config.json")
+                        .map_err(bad)?
+                        .0
+                }
+                (None, Some(eos)) => match tok.id_to_token(eos) {
+                    Some(name) => tok.with_specials(Some(&name), None, None).map_err(bad)?,
+                    None => tok,
+                },
+                (None, None) => tok,
+            }
         }
     };
     let (cfg, params) = match (&spec.model.source, from_model.take()) {
