@@ -7,6 +7,7 @@ pub mod cli;
 pub mod data;
 pub mod env;
 pub mod error;
+pub mod eval;
 pub mod hash;
 pub mod lineage;
 pub mod lock;
