@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::lineage::{self, Target};
 use crate::store::{Store, Tree};
 
-/// Files copied into an exported directory; the first three are required.
+/// Files copied into an exported directory when the output has them (`model.safetensors` is
+/// required).
 pub const EXPORT_FILES: &[&str] = &[
     "config.json",
     "model.safetensors",

@@ -102,8 +102,10 @@ pub trait StageTask {
 pub enum TrainError {
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("loss is {value} at step {step} of stage `{stage}`")]
+    #[error("{what} is {value} at step {step} of stage `{stage}`")]
     NonFinite {
+        /// `loss` or `gradient norm`.
+        what: &'static str,
         stage: String,
         step: u64,
         value: f64,
@@ -181,6 +183,7 @@ pub fn run(
             let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             if !value.is_finite() {
                 return Err(TrainError::NonFinite {
+                    what: "loss",
                     stage: cfg.stage.name.clone(),
                     step: step + 1,
                     value,
@@ -218,6 +221,7 @@ pub fn run(
         let grad_norm = optim::clip(&mut grads, cfg.stage.clip_grad)?;
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFinite {
+                what: "gradient norm",
                 stage: cfg.stage.name.clone(),
                 step: step + 1,
                 value: grad_norm,

@@ -679,6 +679,7 @@ fn load_resume(
                 ctx.store
                     .root()
                     .join("keys-v1")
+                    .join(&ctx.key[..2.min(ctx.key.len())])
                     .join(format!("{}.ckpt", ctx.key))
                     .display()
             ),
@@ -812,6 +813,7 @@ impl StageExecutor for TrainExecutor {
                 let n = train.len();
                 (
                     Box::new(LmTask {
+                        lora: lora_fwd.clone(),
                         examples: train,
                         val,
                         batch_size: batch,
@@ -847,6 +849,11 @@ impl StageExecutor for TrainExecutor {
             .to_f32()
             .map(|v| v.iter().map(|t| t.2.len()).sum())
             .unwrap_or(0);
+        let n_trainable: usize = params
+            .trainable()
+            .iter()
+            .map(|(_, v)| v.as_tensor().elem_count())
+            .sum();
         let cfg = LoopConfig {
             stage: stage.clone(),
             total_steps: total,
@@ -948,8 +955,13 @@ impl StageExecutor for TrainExecutor {
         if let Err(e) = result {
             let kept = ctx.store.resume_point(ctx.key).ok().flatten();
             return Err(match e {
-                TrainError::NonFinite { stage: s, step, value } => user(
-                    format!("loss is {value} at step {step} of stage `{s}`; training stopped"),
+                TrainError::NonFinite {
+                    what,
+                    stage: s,
+                    step,
+                    value,
+                } => user(
+                    format!("{what} is {value} at step {step} of stage `{s}`; training stopped"),
                     match kept {
                         Some(id) => format!(
                             "the last good checkpoint ({}) is kept; lower `optimizer.lr` or set `clip_grad`, then run again",
@@ -1064,7 +1076,7 @@ impl StageExecutor for TrainExecutor {
         logs.insert("timings.jsonl".to_string(), tp);
 
         let summary = summarize(
-            &state, &report, total, resumed_at, n_params, elapsed, &timings,
+            &state, &report, total, resumed_at, n_trainable, elapsed, &timings,
         );
         Ok(StageOutput {
             files,

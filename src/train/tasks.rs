@@ -102,6 +102,8 @@ pub fn lm_batch(rows: &[&LmExample], pad: u32) -> Batch {
 
 /// PT and SFT: masked next-token cross-entropy.
 pub struct LmTask {
+    /// LoRA settings, so the held-out loss is measured with the adapters on.
+    pub lora: Option<crate::model::transformer::LoraForward>,
     pub examples: Vec<LmExample>,
     pub val: Vec<LmExample>,
     pub batch_size: usize,
@@ -143,7 +145,11 @@ impl StageTask for LmTask {
         for ex in &self.val {
             let b = lm_batch(&[ex], self.pad);
             let (inp, tgt, mask) = b.tensors(&model.device)?;
-            let logits = model.forward(&params.frozen()?, &inp, &mut Forward::eval())?;
+            let mut f = Forward {
+                lora: self.lora.as_ref(),
+                rng: None,
+            };
+            let logits = model.forward(&params.frozen()?, &inp, &mut f)?;
             let lp = masked_logprobs(&logits, &tgt, &mask)?
                 .sum_all()?
                 .to_scalar::<f32>()?;
