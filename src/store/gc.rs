@@ -75,9 +75,16 @@ pub fn collect(
     }
     let tmp = store.tmp_dir();
     if let Ok(rd) = std::fs::read_dir(&tmp) {
+        // gc holds the store's exclusive lock, so no run is using these: leftovers of killed
+        // writers (temp files) and killed stages (work directories).
         for e in rd.flatten() {
             if !dry_run {
-                std::fs::remove_file(e.path()).map_err(io_at(&e.path()))?;
+                let p = e.path();
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    std::fs::remove_dir_all(&p).map_err(io_at(&p))?;
+                } else {
+                    std::fs::remove_file(&p).map_err(io_at(&p))?;
+                }
             }
             report.temp_files_removed += 1;
         }

@@ -88,8 +88,12 @@ fn killed_writer_leaves_no_torn_object() {
     // verify is clean (nothing references the partial write); gc removes the leftover.
     let report = medrun::ops::verify::verify(&store_dir).unwrap();
     assert!(report.ok());
+    // A killed stage leaves its work directory behind too.
+    let work = store.tmp_dir().join("work-deadbeef-pt");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("model.safetensors"), b"partial").unwrap();
     let gc = medrun::ops::gc::gc(tmp.path(), &store_dir, &[], false).unwrap();
-    assert_eq!(gc.temp_files_removed, 1);
+    assert_eq!(gc.temp_files_removed, 2);
     assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
 }
 
