@@ -10,6 +10,9 @@
 //! - `suite` runs a whole suite on a checkpoint and writes the results artifacts;
 //! - `gate` decides promotion from metrics, as a pure function.
 
+pub mod gate;
+pub mod stats;
+
 use serde::{Deserialize, Serialize};
 
 /// Log-likelihood of each continuation after one shared context (lm-evaluation-harness
