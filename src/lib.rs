@@ -14,6 +14,7 @@ pub mod lock;
 pub mod model;
 pub mod ops;
 pub mod printer;
+pub mod promotions;
 pub mod provenance;
 pub mod rng;
 pub mod spec;

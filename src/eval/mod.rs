@@ -11,6 +11,8 @@
 //! - `gate` decides promotion from metrics, as a pure function.
 
 pub mod backend;
+pub mod gate;
+pub mod stats;
 
 use serde::{Deserialize, Serialize};
 
