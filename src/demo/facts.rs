@@ -1223,7 +1223,7 @@ pub const CONTRAINDICATIONS: &[ContraFact] = &[
         [
             "atrial fibrillation",
             "deep vein thrombosis",
-            "people with a mechanical heart valve",
+            "a mechanical heart valve",
         ],
     ),
     contra(
@@ -1276,9 +1276,9 @@ pub const CONTRAINDICATIONS: &[ContraFact] = &[
         "I use a GTN spray for angina",
         "the combination can cause a dangerous drop in blood pressure",
         [
-            "erectile dysfunction",
-            "erectile dysfunction in men with diabetes",
-            "pulmonary arterial hypertension",
+            "men with erectile dysfunction",
+            "men with erectile dysfunction and diabetes",
+            "people with pulmonary arterial hypertension",
         ],
     ),
     contra(
@@ -1287,9 +1287,9 @@ pub const CONTRAINDICATIONS: &[ContraFact] = &[
         "I had a heart attack last year",
         "triptans narrow blood vessels, including the arteries of the heart",
         [
-            "acute migraine attacks",
-            "menstrual migraine",
-            "cluster headache",
+            "people having an acute migraine attack",
+            "people with menstrual migraine",
+            "people with cluster headache",
         ],
     ),
     contra(
@@ -1309,9 +1309,9 @@ pub const CONTRAINDICATIONS: &[ContraFact] = &[
         "I'm 38 and I smoke",
         "the combination greatly increases the risk of heart attack, stroke and blood clots",
         [
-            "young non-smokers wanting contraception",
-            "heavy periods in non-smokers",
-            "acne in young non-smokers",
+            "women under 35 who do not smoke and want contraception",
+            "women who do not smoke and have heavy periods",
+            "women who do not smoke and have acne",
         ],
     ),
     contra(
@@ -1320,9 +1320,9 @@ pub const CONTRAINDICATIONS: &[ContraFact] = &[
         "I'm pregnant and not sure whether I ever had the MMR jab",
         "live vaccines are avoided in pregnancy as a precaution",
         [
-            "children at the routine age",
-            "adults who are not immune to measles",
-            "health workers without proof of immunity",
+            "routine childhood immunisation",
+            "catch-up vaccination of adults not immune to measles",
+            "vaccination of health workers without proof of immunity",
         ],
     ),
     contra(
@@ -1331,9 +1331,9 @@ pub const CONTRAINDICATIONS: &[ContraFact] = &[
         "I've been prescribed clarithromycin for a chest infection",
         "the antibiotic raises simvastatin levels and the risk of serious muscle damage",
         [
-            "high cholesterol",
+            "people with high cholesterol",
             "people who have had a heart attack",
-            "type 2 diabetes with a raised risk of heart disease",
+            "people with type 2 diabetes and a raised risk of heart disease",
         ],
     ),
     contra(
@@ -1342,9 +1342,9 @@ pub const CONTRAINDICATIONS: &[ContraFact] = &[
         "I already take an MAOI antidepressant",
         "the combination can cause serotonin syndrome",
         [
-            "depression",
-            "generalised anxiety disorder",
-            "obsessive-compulsive disorder",
+            "people with depression",
+            "people with generalised anxiety disorder",
+            "people with obsessive-compulsive disorder",
         ],
     ),
     contra(
@@ -1352,14 +1352,22 @@ pub const CONTRAINDICATIONS: &[ContraFact] = &[
         "people who drink alcohol during the course",
         "I'm going to a party this weekend and plan to drink",
         "the combination can cause flushing, vomiting and a racing heart",
-        ["bacterial vaginosis", "dental infections", "trichomoniasis"],
+        [
+            "people with bacterial vaginosis",
+            "people with a dental infection",
+            "people with trichomoniasis",
+        ],
     ),
     contra(
         "ibuprofen",
         "people taking warfarin",
         "I take warfarin",
         "the combination greatly raises the risk of serious bleeding",
-        ["back pain", "a sprained ankle", "toothache"],
+        [
+            "people with back pain",
+            "people with a sprained ankle",
+            "people with toothache",
+        ],
     ),
     contra(
         "spironolactone",
@@ -1367,9 +1375,9 @@ pub const CONTRAINDICATIONS: &[ContraFact] = &[
         "My last blood test showed a high potassium level",
         "it makes the body hold on to potassium, which can cause dangerous heart rhythms",
         [
-            "heart failure",
-            "resistant high blood pressure",
-            "fluid build-up from liver cirrhosis",
+            "people with heart failure",
+            "people with resistant high blood pressure",
+            "people with fluid build-up from liver cirrhosis",
         ],
     ),
     contra(
@@ -1378,9 +1386,9 @@ pub const CONTRAINDICATIONS: &[ContraFact] = &[
         "I usually have a few drinks every evening",
         "together they can dangerously slow breathing",
         [
-            "short-term relief of severe anxiety",
-            "muscle spasm",
-            "prolonged seizures",
+            "people needing short-term relief of severe anxiety",
+            "people with muscle spasm",
+            "people having a prolonged seizure",
         ],
     ),
     contra(
@@ -1400,9 +1408,9 @@ pub const CONTRAINDICATIONS: &[ContraFact] = &[
         "My 9-year-old has bad toothache",
         "some children turn codeine into morphine very quickly, which can dangerously slow their breathing",
         [
-            "short-term moderate pain in adults",
-            "pain after minor surgery in adults",
-            "acute pain in adults not helped by paracetamol or ibuprofen",
+            "adults with short-term moderate pain",
+            "adults with pain after minor surgery",
+            "adults with acute pain not helped by paracetamol or ibuprofen",
         ],
     ),
     contra(
@@ -1411,9 +1419,9 @@ pub const CONTRAINDICATIONS: &[ContraFact] = &[
         "My blood pressure is high and not yet under control",
         "they can push blood pressure up further",
         [
-            "a blocked nose from a cold",
-            "sinus congestion",
-            "a blocked nose from hay fever",
+            "people with a blocked nose from a cold",
+            "people with sinus congestion",
+            "people with a blocked nose from hay fever",
         ],
     ),
     contra(
@@ -1455,9 +1463,9 @@ pub const CONTRAINDICATIONS: &[ContraFact] = &[
         "My lips and tongue once swelled up badly while I was on an ACE inhibitor",
         "it can trigger another, possibly life-threatening, episode of swelling",
         [
-            "high blood pressure",
-            "heart failure",
-            "chronic kidney disease with protein in the urine",
+            "people with high blood pressure",
+            "people with heart failure",
+            "people with chronic kidney disease and protein in the urine",
         ],
     ),
     contra(
@@ -1487,17 +1495,21 @@ pub const CONTRAINDICATIONS: &[ContraFact] = &[
         "people with second- or third-degree heart block",
         "I've been told my heart is very slow because of heart block",
         "it slows the heart's electrical conduction even further",
-        ["heart failure", "angina", "atrial fibrillation"],
+        [
+            "people with heart failure",
+            "people with angina",
+            "people with atrial fibrillation",
+        ],
     ),
     contra(
         "oestrogen-containing hormone replacement therapy (HRT)",
-        "people who have had breast cancer",
+        "women who have had breast cancer",
         "I was treated for breast cancer a few years ago",
         "oestrogen can stimulate some breast cancers to come back",
         [
-            "hot flushes of the menopause",
-            "night sweats of the menopause",
-            "premature menopause",
+            "women with hot flushes of the menopause",
+            "women with night sweats of the menopause",
+            "women with premature menopause",
         ],
     ),
     contra(
@@ -1981,6 +1993,22 @@ mod tests {
             parkinson,
             [Kind::Symptom, Kind::Treatment, Kind::Specialist]
         );
+    }
+
+    /// A right answer must not stand out by its form: when a contraindication names a group of
+    /// people, so do its wrong alternatives, and the other way round.
+    #[test]
+    fn contraindication_choices_are_parallel_in_form() {
+        let people = |s: &str| {
+            ["people ", "women ", "men ", "children ", "adults "]
+                .iter()
+                .any(|p| s.starts_with(p))
+        };
+        for f in CONTRAINDICATIONS {
+            for w in f.wrong {
+                assert_eq!(people(f.situation), people(w), "{}: {w}", f.situation);
+            }
+        }
     }
 
     #[test]
