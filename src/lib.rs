@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod data;
+pub mod demo;
 pub mod env;
 pub mod error;
 pub mod eval;
