@@ -10,6 +10,8 @@
 //! - `suite` runs a whole suite on a checkpoint and writes the results artifacts;
 //! - `gate` decides promotion from metrics, as a pure function.
 
+pub mod data;
+
 use serde::{Deserialize, Serialize};
 
 /// Log-likelihood of each continuation after one shared context (lm-evaluation-harness
