@@ -11,6 +11,8 @@
 //! - `gate` decides promotion from metrics, as a pure function.
 
 pub mod data;
+pub mod metrics;
+pub mod refusal;
 
 use serde::{Deserialize, Serialize};
 
