@@ -13,6 +13,7 @@
 pub mod data;
 pub mod metrics;
 pub mod refusal;
+pub mod tasks;
 
 use serde::{Deserialize, Serialize};
 
