@@ -544,3 +544,90 @@ fn backend_answering_the_wrong_shape_is_an_error() {
     );
 }
 
+/// The example suites of docs/reference/evals.md (fenced blocks starting `# evals/`).
+fn doc_examples() -> Vec<(String, String)> {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference/evals.md"),
+    )
+    .unwrap();
+    doc.split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| {
+            let body = block.split("```").next()?;
+            let first = body.lines().next()?;
+            let path = first.strip_prefix("# ")?;
+            path.starts_with("evals/")
+                .then(|| (path.to_string(), body.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn doc_examples_resolve_and_run_on_the_sample_data() {
+    let examples = doc_examples();
+    assert_eq!(examples.len(), 3, "{examples:?}");
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/evals");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("evals")).unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let have_data = shared.is_dir();
+    if have_data {
+        std::os::unix::fs::symlink(&shared, dir.path().join("data/evals")).unwrap();
+    } else {
+        eprintln!("data not run: {} is absent", shared.display());
+    }
+    let mut first_prompts = BTreeMap::new();
+    for (path, text) in examples {
+        std::fs::write(dir.path().join(&path), &text).unwrap();
+        let suite = crate::spec::load_suite(dir.path(), RelPath(path.clone()))
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        if !have_data {
+            continue;
+        }
+        for t in &suite.tasks {
+            let load = |name: &str| {
+                crate::eval::data::load_dataset(dir.path(), &suite.datasets[name]).unwrap()
+            };
+            let recs = load(&t.dataset);
+            let benign = match &t.params {
+                TaskParams::Refusal(r) => Some(load(&r.benign_dataset)),
+                _ => None,
+            };
+            let mut b = Fake::new()
+                .ll(|_, c| -(c.chars().count() as f64))
+                .gen_with(|_| "I'm sorry, but I can't help with that.".into());
+            let r = run_task(t, &recs, benign.as_deref(), &mut b, 0)
+                .unwrap_or_else(|e| panic!("{path} {}: {e}", t.name));
+            let expected = t
+                .limit
+                .map(|l| l as usize)
+                .unwrap_or(recs.len())
+                .min(recs.len())
+                + benign.as_ref().map_or(0, Vec::len);
+            assert_eq!(r.n, expected, "{path} {}", t.name);
+            assert!(!r.metrics.is_empty());
+            first_prompts.insert(
+                format!("{}/{}", suite.name, t.name),
+                r.samples[0].prompt.clone(),
+            );
+        }
+    }
+    if !have_data {
+        return;
+    }
+    let pubmedqa = &first_prompts["pubmedqa/pubmedqa"];
+    assert!(pubmedqa.starts_with("Abstract: "), "{pubmedqa}");
+    assert!(pubmedqa.ends_with("\nAnswer:"), "{pubmedqa}");
+    assert!(pubmedqa.contains("\nQuestion: "), "{pubmedqa}");
+    // CONTEXTS joined by newlines: the abstract spans several lines.
+    assert!(pubmedqa.lines().count() > 3, "{pubmedqa}");
+    assert_eq!(
+        first_prompts["cmmlu-medical/anatomy"],
+        "以下是关于解剖学的单项选择题，请直接给出正确答案的选项。\n\n卵圆窝位于\nA. 右心室\nB. 左心房\nC. 左心室\nD. 右心房\n答案："
+    );
+    let five = &first_prompts["cmmlu-medical/clinical-5shot"];
+    assert_eq!(five.matches("答案：").count(), 6, "{five}");
+    assert!(
+        first_prompts["cmmlu-medical/all-chat"].starts_with("<sys>你是一名医学专家。</sys><user>")
+    );
+}
