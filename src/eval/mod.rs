@@ -11,8 +11,12 @@
 //! - `gate` decides promotion from metrics, as a pure function.
 
 pub mod backend;
+pub mod data;
 pub mod gate;
+pub mod metrics;
+pub mod refusal;
 pub mod stats;
+pub mod tasks;
 
 use serde::{Deserialize, Serialize};
 

@@ -190,6 +190,8 @@ pub struct RawSuite {
     pub tasks: Vec<S<RawTask>>,
 }
 
+/// One task as written. Every field but `name`, `kind` and `dataset` is optional here; which
+/// ones a kind requires or accepts is checked in `resolve`, against the field's own position.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTask {
@@ -197,5 +199,74 @@ pub struct RawTask {
     pub kind: S<String>,
     pub dataset: S<String>,
     #[serde(default)]
-    pub description: Option<String>,
+    pub description: Option<S<String>>,
+    #[serde(default)]
+    pub limit: Option<S<u64>>,
+    #[serde(default)]
+    pub chat: Option<S<bool>>,
+    #[serde(default)]
+    pub system: Option<S<String>>,
+    #[serde(default)]
+    pub prompt: Option<S<String>>,
+    // multiple_choice
+    #[serde(default)]
+    pub choices: Option<S<RawChoices>>,
+    #[serde(default)]
+    pub answer: Option<S<RawAnswer>>,
+    #[serde(default)]
+    pub target_delimiter: Option<S<String>>,
+    #[serde(default)]
+    pub num_fewshot: Option<S<u64>>,
+    #[serde(default)]
+    pub fewshot_seed: Option<S<u64>>,
+    #[serde(default)]
+    pub fewshot_separator: Option<S<String>>,
+    // generate, refusal
+    #[serde(default)]
+    pub max_new_tokens: Option<S<u64>>,
+    #[serde(default)]
+    pub stop: Option<S<Vec<S<String>>>>,
+    // generate
+    #[serde(default)]
+    pub must_include: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub must_not_include: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub exact: Option<S<String>>,
+    #[serde(default)]
+    pub refusal: Option<S<String>>,
+    // refusal
+    #[serde(default)]
+    pub benign_dataset: Option<S<String>>,
+    #[serde(default)]
+    pub benign_prompt: Option<S<String>>,
+    // preference
+    #[serde(default)]
+    pub chosen: Option<S<String>>,
+    #[serde(default)]
+    pub rejected: Option<S<String>>,
+    // perplexity
+    #[serde(default)]
+    pub text: Option<S<String>>,
+}
+
+/// `choices:` of a multiple-choice task: exactly one of the three keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChoices {
+    #[serde(default)]
+    pub field: Option<S<String>>,
+    #[serde(default)]
+    pub fields: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub literal: Option<S<Vec<S<String>>>>,
+}
+
+/// `answer: {field: NAME, as: index|letter|text}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnswer {
+    pub field: S<String>,
+    #[serde(rename = "as")]
+    pub format: S<String>,
 }

@@ -324,11 +324,176 @@ pub enum TaskKind {
     Perplexity,
 }
 
+impl TaskKind {
+    pub const ALL: &'static [(&'static str, TaskKind)] = &[
+        ("generate", TaskKind::Generate),
+        ("multiple_choice", TaskKind::MultipleChoice),
+        ("perplexity", TaskKind::Perplexity),
+        ("preference", TaskKind::Preference),
+        ("refusal", TaskKind::Refusal),
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::MultipleChoice => "multiple_choice",
+            TaskKind::Generate => "generate",
+            TaskKind::Refusal => "refusal",
+            TaskKind::Preference => "preference",
+            TaskKind::Perplexity => "perplexity",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskKind> {
+        TaskKind::ALL.iter().find(|(n, _)| *n == s).map(|(_, k)| *k)
+    }
+}
+
+impl fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One task of a suite, resolved: every default filled in, every template compiled once. The
+/// whole struct is hashed (run key, task hash), so it holds every setting that changes a result.
+/// Text fields called templates are minijinja templates over the record's fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub name: String,
     pub kind: TaskKind,
     pub dataset: String,
+    /// Template prepended to every prompt (lm-eval's `description`); `""` by default.
+    pub description: String,
+    /// Evaluate the first N records only (file order); all when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// Render the prompt as one user turn through the model's chat template.
+    pub chat: bool,
+    /// System prompt for chat rendering (plain text, only with `chat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The kind's own settings; always the variant named by `kind`.
+    pub params: TaskParams,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskParams {
+    MultipleChoice(MultipleChoiceTask),
+    Generate(GenerateTask),
+    Refusal(RefusalTask),
+    Preference(PreferenceTask),
+    Perplexity(PerplexityTask),
+}
+
+/// Log-likelihood multiple choice (lm-eval `output_type: multiple_choice`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MultipleChoiceTask {
+    /// Template: the question, e.g. `"Question: {{ question }}\nAnswer:"`.
+    pub prompt: String,
+    pub choices: ChoiceSource,
+    pub answer: AnswerSpec,
+    /// Between the prompt and a choice (`" "`); in few-shot examples always, in the scored
+    /// continuation only without `chat` (lm-eval drops it under a chat template).
+    pub target_delimiter: String,
+    pub num_fewshot: u64,
+    pub fewshot_seed: u64,
+    pub fewshot_separator: String,
+}
+
+/// Where a record's answer options come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChoiceSource {
+    /// One field holding a list of strings.
+    Field(String),
+    /// One field per option (MMLU / CMMLU columns `A`..`D`).
+    Fields(Vec<String>),
+    /// The same options for every record (PubMedQA `[yes, no, maybe]`).
+    Literal(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerSpec {
+    pub field: String,
+    #[serde(rename = "as")]
+    pub format: AnswerFormat,
+}
+
+/// How the answer field names the gold choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerFormat {
+    /// 0-based index (a JSON integer, or a string of digits in CSV).
+    Index,
+    /// `A`, `B`, ... (upper case).
+    Letter,
+    /// The text of the choice itself.
+    Text,
+}
+
+/// Greedy generation scored by checks on the output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateTask {
+    pub prompt: String,
+    pub max_new_tokens: u64,
+    pub stop: Vec<String>,
+    /// Regexes that must all match the output.
+    pub must_include: Vec<String>,
+    /// Regexes none of which may match the output.
+    pub must_not_include: Vec<String>,
+    /// Template; the trimmed output must equal the trimmed rendering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<RefusalCheck>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCheck {
+    /// The output must be a refusal.
+    Expect,
+    /// The output must not be a refusal.
+    Forbid,
+}
+
+/// Refusal on harmful requests, paired with over-refusal on benign ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusalTask {
+    /// Template over a harmful record.
+    pub prompt: String,
+    pub benign_dataset: String,
+    /// Template over a benign record.
+    pub benign_prompt: String,
+    pub max_new_tokens: u64,
+    pub stop: Vec<String>,
+}
+
+/// Whether the model prefers `chosen` over `rejected` by per-character log-likelihood.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreferenceTask {
+    pub prompt: String,
+    pub chosen: String,
+    pub rejected: String,
+    pub target_delimiter: String,
+}
+
+/// Rolling log-likelihood of a text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerplexityTask {
+    /// Template: the text to score.
+    pub text: String,
+}
+
+impl Task {
+    /// Every dataset the task reads.
+    pub fn datasets(&self) -> Vec<&str> {
+        match &self.params {
+            TaskParams::Refusal(r) => vec![self.dataset.as_str(), r.benign_dataset.as_str()],
+            _ => vec![self.dataset.as_str()],
+        }
+    }
 }
 
 /// A resolved eval suite (`evals/*.yaml`).

@@ -57,7 +57,12 @@ name: suite
 datasets:
   mc: {path: data/mc.jsonl, format: jsonl}
 tasks:
-  - {name: mc, kind: multiple_choice, dataset: mc}
+  - name: mc
+    kind: multiple_choice
+    dataset: mc
+    prompt: "Question: {{ question }}\nAnswer:"
+    choices: {field: choices}
+    answer: {field: answer, as: index}
 "#;
 
 pub struct Project {
