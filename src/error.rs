@@ -43,6 +43,11 @@ pub enum Error {
     NoExecutor { kind: String, stage: String },
     #[error("{message}")]
     Problems { message: String, hint: String },
+    #[error(transparent)]
+    Promotion(#[from] crate::promotions::PromotionError),
+    /// A promotion gate rejected the checkpoint (exit 3).
+    #[error("{message}")]
+    GateRejected { message: String, hint: String },
     #[error("{0}")]
     Io(String),
 }
@@ -55,7 +60,8 @@ impl Error {
             | Error::Ref(_)
             | Error::Device(_)
             | Error::Dirty { .. } => EXIT_USER,
-            Error::Problems { .. } => EXIT_USER,
+            Error::Problems { .. } | Error::Promotion(_) => EXIT_USER,
+            Error::GateRejected { .. } => EXIT_GATE,
             Error::Store(e) if e.is_user_error() => EXIT_USER,
             Error::Store(_) => EXIT_INTERNAL,
             Error::Stage { source, .. } if source.user => EXIT_USER,
@@ -79,7 +85,8 @@ impl Error {
             Error::NoExecutor { .. } => {
                 "this build can plan, lock and record runs, but its training engine does not implement this stage kind".into()
             }
-            Error::Problems { hint, .. } => hint.clone(),
+            Error::Problems { hint, .. } | Error::GateRejected { hint, .. } => hint.clone(),
+            Error::Promotion(e) => e.hint(),
             Error::Io(_) => return None,
         })
     }

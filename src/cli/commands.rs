@@ -29,9 +29,148 @@ pub fn dispatch(cli: &Cli, executors: &Executors, p: &Printer) -> Result<u8> {
             };
             run(spec, store, &opts, executors, p)
         }
+        Command::Eval {
+            reference,
+            suite,
+            no_cache,
+            no_share_prompt,
+            batch_size,
+        } => {
+            let project = cwd_project(store)?;
+            let opts = ops::eval::EvalOptions {
+                no_cache: *no_cache,
+                scoring: crate::eval::suite::ScoringOptions {
+                    share_prompt: !*no_share_prompt,
+                },
+                batch_size: *batch_size,
+            };
+            let (ck, ev) = ops::eval::eval(&project, reference, suite, &opts, p)?;
+            if p.json {
+                p.json_value(&serde_json::json!({
+                    "checkpoint": ck.output,
+                    "results_output": ev.output,
+                    "cached": ev.cached,
+                    "results": ev.results,
+                }));
+            } else {
+                p.data(&crate::eval::suite::summary_markdown(&ev.results));
+                p.data(&format!(
+                    "results {}{}",
+                    &ev.output[..12],
+                    if ev.cached { " (cached)" } else { "" }
+                ));
+            }
+            if ev.results.complete() {
+                Ok(EXIT_OK)
+            } else {
+                Err(Error::Problems {
+                    message: format!(
+                        "evaluation incomplete: {}",
+                        ev.results.error.clone().unwrap_or_default()
+                    ),
+                    hint: "fix the failing task and run `medrun eval` again".into(),
+                })
+            }
+        }
+        Command::Promote {
+            reference,
+            channel,
+            no_cache,
+        } => {
+            let project = cwd_project(store)?;
+            let opts = ops::eval::EvalOptions {
+                no_cache: *no_cache,
+                ..Default::default()
+            };
+            let r = ops::promote::promote(&project, reference, channel, &opts, p)?;
+            if p.json {
+                p.json_value(&serde_json::to_value(&r).unwrap_or_default());
+            } else {
+                p.data(&ops::promote::decision_table(&r.decision));
+            }
+            if r.promoted {
+                if !p.json {
+                    p.data(&format!(
+                        "promoted {} ({}:{}) to `{}`; recorded in promotions.yaml (commit it)",
+                        &r.checkpoint[..12],
+                        &r.run[..12.min(r.run.len())],
+                        r.stage,
+                        r.channel
+                    ));
+                }
+                Ok(EXIT_OK)
+            } else {
+                let failed: Vec<String> = r.decision.failed().map(|g| g.metric.clone()).collect();
+                Err(Error::GateRejected {
+                    message: format!(
+                        "not promoted: {} gate(s) failed: {}",
+                        failed.len(),
+                        failed.join(", ")
+                    ),
+                    hint:
+                        "promotions.yaml is unchanged; improve the checkpoint or revisit the gates"
+                            .into(),
+                })
+            }
+        }
+        Command::Generate {
+            reference,
+            prompt,
+            chat,
+            system,
+            max_new_tokens,
+            stop,
+            temperature,
+            seed,
+        } => {
+            let project = cwd_project(store)?;
+            let opts = ops::generate::GenerateOptions {
+                prompt: prompt.clone(),
+                chat: *chat,
+                system: system.clone(),
+                max_new_tokens: *max_new_tokens,
+                stop: stop.clone(),
+                sample: temperature.map(|t| crate::eval::Sampling {
+                    temperature: t,
+                    seed: *seed,
+                }),
+            };
+            let g = ops::generate::generate(&project, reference, &opts)?;
+            if p.json {
+                p.json_value(&serde_json::to_value(&g).unwrap_or_default());
+            } else {
+                p.data(&g.output);
+            }
+            Ok(EXIT_OK)
+        }
+        Command::DemoData { out } => {
+            let r = crate::demo::generate(out).map_err(|e| Error::Problems {
+                hint: e.hint(),
+                message: e.to_string(),
+            })?;
+            if p.json {
+                p.json_value(&serde_json::to_value(&r).unwrap_or_default());
+            } else {
+                let facts: usize = r.facts.values().sum();
+                p.data(&format!(
+                    "wrote {} files ({} bytes) to {} from {facts} facts (seed {})",
+                    r.files.len(),
+                    r.total_bytes,
+                    out.display(),
+                    r.seed
+                ));
+                for f in &r.files {
+                    p.data(&format!(
+                        "  {:<20} {:>6} records {:>9} bytes",
+                        f.path, f.records, f.bytes
+                    ));
+                }
+            }
+            Ok(EXIT_OK)
+        }
         Command::Export { reference, dir } => {
             let project = cwd_project(store)?;
-            let r = ops::export::export(&project.store_dir, reference, dir)?;
+            let r = ops::export::export(&project, reference, dir)?;
             if p.json {
                 p.json_value(&serde_json::to_value(&r).unwrap_or_default());
             } else {
@@ -135,18 +274,38 @@ fn run(
             report.store,
             &report.run_id[..12]
         ));
+        for g in &report.gates {
+            p.data(&format!(
+                "\ngates of stage `{}`: {}\n{}",
+                g.stage,
+                if g.decision.passed { "pass" } else { "FAIL" },
+                ops::promote::decision_table(&g.decision).trim_end()
+            ));
+        }
     }
-    Ok(EXIT_OK)
-}
-
-fn open_store(store: Option<&Path>) -> Result<Store> {
-    let project = cwd_project(store)?;
-    Ok(Store::open_existing(&project.store_dir)?)
+    if report.gates_passed {
+        Ok(EXIT_OK)
+    } else {
+        let failed: Vec<String> = report
+            .gates
+            .iter()
+            .flat_map(|g| {
+                g.decision
+                    .failed()
+                    .map(move |o| format!("{}:{}", g.stage, o.metric))
+            })
+            .collect();
+        Err(Error::GateRejected {
+            message: format!("training finished, but gates failed: {}", failed.join(", ")),
+            hint: "the checkpoints are in the store; improve the run or revisit the gates before promoting".into(),
+        })
+    }
 }
 
 fn lineage(reference: &str, store: Option<&Path>, f: LineageFormat, p: &Printer) -> Result<u8> {
-    let store = open_store(store)?;
-    let target = lineage::resolve(&store, reference)?;
+    let project = cwd_project(store)?;
+    let store = Store::open_existing(&project.store_dir)?;
+    let target = lineage::resolve_with_channels(&store, &project.root, reference)?;
     let runs = lineage::load_runs(&store)?;
     match (&target, f) {
         (Target::Run(r), LineageFormat::Text) => p.data(&render::run_text(r)),

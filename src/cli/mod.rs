@@ -86,6 +86,65 @@ pub enum Command {
         #[arg(long, value_enum)]
         format: Option<LineageFormat>,
     },
+    /// Score a checkpoint with an eval suite (results are cached by checkpoint, suite and engine).
+    Eval {
+        /// `RUN:STAGE`, a run id or prefix (its last stage), `latest`, a channel, or an output hash.
+        reference: String,
+        /// The suite file (evals/*.yaml).
+        #[arg(long)]
+        suite: PathBuf,
+        /// Evaluate again even if results are cached.
+        #[arg(long)]
+        no_cache: bool,
+        /// Score every choice as its own full sequence instead of sharing the prompt's pass.
+        #[arg(long)]
+        no_share_prompt: bool,
+        /// Sequences per forward pass (speed only: results are identical for any value).
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+    },
+    /// Evaluate a checkpoint, judge its run's gates against the channel's holder, and record the
+    /// promotion in promotions.yaml if every gate passes (exit 3 otherwise).
+    Promote {
+        /// `RUN:STAGE`, a run id or prefix (its last stage), `latest`, a channel, or an output hash.
+        reference: String,
+        /// The channel to promote to (e.g. `production`).
+        #[arg(long = "to")]
+        channel: String,
+        /// Evaluate again even if results are cached.
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// Generate text from a checkpoint (greedy unless --temperature is given).
+    Generate {
+        /// `RUN:STAGE`, a run id or prefix (its last stage), `latest`, a channel, or an output hash.
+        reference: String,
+        #[arg(long)]
+        prompt: String,
+        /// Render the prompt as a user turn with the checkpoint's chat template.
+        #[arg(long)]
+        chat: bool,
+        /// System prompt (with --chat).
+        #[arg(long)]
+        system: Option<String>,
+        #[arg(long, default_value_t = 128)]
+        max_new_tokens: usize,
+        /// Stop before this string (repeatable).
+        #[arg(long)]
+        stop: Vec<String>,
+        /// Sample with this temperature instead of greedy decoding (seeded by --seed).
+        #[arg(long)]
+        temperature: Option<f64>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Write the built-in demo corpus (PT text, SFT dialogues, DPO pairs, eval sets), generated
+    /// deterministically from medrun's table of textbook medical facts.
+    DemoData {
+        /// Output directory.
+        #[arg(long, default_value = "data/demo")]
+        out: PathBuf,
+    },
     /// Write a stage's model (LoRA merged) as a Hugging Face directory that `transformers` loads.
     Export {
         /// `RUN:STAGE`, a run id or prefix (its last stage), `latest`, or an output hash.
@@ -154,7 +213,9 @@ where
         Ok(code) => code,
         Err(e) => {
             printer.error(&e.to_string(), e.hint().as_deref());
-            if cli.json {
+            // A gate rejection has already printed its report (with `passed: false`) as the
+            // one JSON document on stdout.
+            if cli.json && !matches!(e, crate::error::Error::GateRejected { .. }) {
                 printer.json_value(&serde_json::json!({
                     "error": e.to_string(),
                     "hint": e.hint(),

@@ -11,11 +11,14 @@
 //! - `gate` decides promotion from metrics, as a pure function.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod data;
 pub mod gate;
 pub mod metrics;
 pub mod refusal;
+pub mod scores;
 pub mod stats;
+pub mod suite;
 pub mod tasks;
 
 use serde::{Deserialize, Serialize};

@@ -37,9 +37,10 @@ fn problem(message: String, hint: &str) -> Error {
     }
 }
 
-/// Resolve a REF to a stage output: `RUN:STAGE`, a run (its last stage), or a tree's hash.
-pub fn checkpoint_of(store: &Store, reference: &str) -> Result<Checkpoint> {
-    let (run_id, stage, output) = match lineage::resolve(store, reference)? {
+/// Resolve a REF to a stage output: `RUN:STAGE`, a run (its last stage), a promotion channel in
+/// `root`'s promotions.yaml, or a tree's hash.
+pub fn checkpoint_of(store: &Store, root: &Path, reference: &str) -> Result<Checkpoint> {
+    let (run_id, stage, output) = match lineage::resolve_with_channels(store, root, reference)? {
         Target::Stage(r, s) => {
             let out = r
                 .stage(&s)
@@ -98,9 +99,9 @@ pub struct ExportReport {
 /// Write the checkpoint's model files into `dir`, which must not exist or be empty. The files are
 /// written into a sibling temporary directory first and renamed into place, so `dir` is either
 /// complete or absent.
-pub fn export(store_dir: &Path, reference: &str, dir: &Path) -> Result<ExportReport> {
-    let store = Store::open_existing(store_dir)?;
-    let ck = checkpoint_of(&store, reference)?;
+pub fn export(project: &super::Project, reference: &str, dir: &Path) -> Result<ExportReport> {
+    let store = Store::open_existing(&project.store_dir)?;
+    let ck = checkpoint_of(&store, &project.root, reference)?;
     if !ck.tree.entries.contains_key("model.safetensors") {
         return Err(problem(
             format!(

@@ -1,10 +1,13 @@
 //! What each command does, as library functions (the CLI files only parse arguments and print).
 
+pub mod eval;
 pub mod explain;
 pub mod export;
 pub mod gc;
+pub mod generate;
 pub mod lock;
 pub mod plan;
+pub mod promote;
 pub mod run;
 pub mod verify;
 

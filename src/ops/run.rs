@@ -49,6 +49,99 @@ pub struct RunReport {
     pub nondeterministic: Vec<String>,
     pub store: String,
     pub lock_updated: bool,
+    /// Each stage's checkpoint scored by the spec's suites.
+    pub evals: Vec<StageEval>,
+    /// Each stage's gates (those whose `stage` is that stage).
+    pub gates: Vec<StageGates>,
+    /// Whether every judged gate passed.
+    pub gates_passed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageEval {
+    pub stage: String,
+    pub suite: String,
+    pub results: String,
+    pub cached: bool,
+    pub status: String,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageGates {
+    pub stage: String,
+    pub decision: crate::eval::gate::Decision,
+}
+
+/// Score a stage's checkpoint with the spec's suites and judge its gates, printing as it goes.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_stage(
+    project: &super::Project,
+    store: &Store,
+    spec: &crate::spec::Spec,
+    run_id: &str,
+    stage: &str,
+    output: &str,
+    tree: &Tree,
+    printer: &Printer,
+    evals: &mut Vec<StageEval>,
+    gates: &mut Vec<StageGates>,
+) -> Result<()> {
+    if spec.evals.is_empty() {
+        return Ok(());
+    }
+    let ck = super::export::Checkpoint {
+        run_id: Some(run_id.to_string()),
+        stage: Some(stage.to_string()),
+        output: output.to_string(),
+        tree: tree.clone(),
+    };
+    let opts = super::eval::EvalOptions::default();
+    let evs = super::eval::eval_suites(project, store, &ck, &spec.evals, &opts, printer)?;
+    for ev in &evs {
+        let shown: Vec<String> = ev
+            .results
+            .metrics
+            .iter()
+            .map(|(k, v)| {
+                let short = k.split_once('/').map(|x| x.1).unwrap_or(k);
+                format!("{short} {v:.3}")
+            })
+            .collect();
+        printer.status(&format!(
+            "  {:<8} eval {}{}: {}",
+            stage,
+            ev.results.suite,
+            if ev.cached { " (cached)" } else { "" },
+            shown.join("  ")
+        ));
+        evals.push(StageEval {
+            stage: stage.to_string(),
+            suite: ev.results.suite.clone(),
+            results: ev.output.clone(),
+            cached: ev.cached,
+            status: ev.results.status.clone(),
+            metrics: ev.results.metrics.clone(),
+        });
+    }
+    if spec.gates.iter().any(|g| g.stage == stage) {
+        let d = super::promote::judge(project, store, spec, stage, &evs, &opts, printer)?;
+        let failed: Vec<String> = d.failed().map(|g| g.metric.clone()).collect();
+        printer.status(&format!(
+            "  {:<8} gates {}",
+            stage,
+            if failed.is_empty() {
+                format!("pass ({} of {})", d.gates.len(), d.gates.len())
+            } else {
+                format!("FAIL: {}", failed.join(", "))
+            }
+        ));
+        gates.push(StageGates {
+            stage: stage.to_string(),
+            decision: d,
+        });
+    }
+    Ok(())
 }
 
 fn new_run_id(run_key: &str) -> String {
@@ -203,6 +296,9 @@ pub fn run(
 
     let mut results = Vec::new();
     let mut nondeterministic = Vec::new();
+    let mut evals = Vec::new();
+    let mut gate_reports = Vec::new();
+    let mut eval_error: Option<Error> = None;
     let mut parent: Option<ParentOutput> = None;
     for (i, (ps, stage)) in plan.stages.iter().zip(&plan.loaded.spec.stages).enumerate() {
         // Cache hit: the key already has a complete output.
@@ -237,6 +333,24 @@ pub fn run(
                 tree: Tree::load(&store, &out)?,
                 output: out,
             });
+            if eval_error.is_none()
+                && let Some(p) = &parent
+                && let Err(e) = evaluate_stage(
+                    &plan.project,
+                    &store,
+                    &plan.loaded.spec,
+                    &run_id,
+                    &ps.name,
+                    &p.output,
+                    &p.tree,
+                    printer,
+                    &mut evals,
+                    &mut gate_reports,
+                )
+            {
+                printer.warn(&format!("evaluating stage `{}` failed: {e}", ps.name));
+                eval_error = Some(e);
+            }
             continue;
         }
         let started_at = crate::time::now();
@@ -372,11 +486,33 @@ pub fn run(
             tree,
             output: out,
         });
+        if eval_error.is_none()
+            && let Some(p) = &parent
+            && let Err(e) = evaluate_stage(
+                &plan.project,
+                &store,
+                &plan.loaded.spec,
+                &run_id,
+                &ps.name,
+                &p.output,
+                &p.tree,
+                printer,
+                &mut evals,
+                &mut gate_reports,
+            )
+        {
+            printer.warn(&format!("evaluating stage `{}` failed: {e}", ps.name));
+            eval_error = Some(e);
+        }
     }
     rec.append(&Event::RunFinished {
         status: RunStatus::Ok,
         at: crate::time::now(),
     })?;
+    if let Some(e) = eval_error {
+        return Err(e);
+    }
+    let gates_passed = gate_reports.iter().all(|g| g.decision.passed);
     Ok(RunReport {
         run_id,
         run_key: plan.keys.run_key.clone(),
@@ -386,5 +522,8 @@ pub fn run(
         nondeterministic,
         store: store.root().display().to_string(),
         lock_updated,
+        evals,
+        gates: gate_reports,
+        gates_passed,
     })
 }

@@ -1076,7 +1076,13 @@ impl StageExecutor for TrainExecutor {
         logs.insert("timings.jsonl".to_string(), tp);
 
         let summary = summarize(
-            &state, &report, total, resumed_at, n_trainable, elapsed, &timings,
+            &state,
+            &report,
+            total,
+            resumed_at,
+            n_trainable,
+            elapsed,
+            &timings,
         );
         Ok(StageOutput {
             files,

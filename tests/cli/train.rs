@@ -13,7 +13,7 @@ use crate::common::{Project, stderr};
 
 /// (condition, hallmark, first-line treatment, a wrong treatment) — textbook facts, used only to
 /// give the tiny model something learnable.
-const FACTS: &[(&str, &str, &str, &str)] = &[
+pub(crate) const FACTS: &[(&str, &str, &str, &str)] = &[
     (
         "asthma",
         "wheeze",
@@ -68,7 +68,7 @@ const FACTS: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-fn generated_data(p: &Project) {
+pub(crate) fn generated_data(p: &Project) {
     let mut pt = String::new();
     for (c, s, t, _) in FACTS {
         pt.push_str(&format!(
@@ -113,7 +113,7 @@ fn generated_data(p: &Project) {
     p.write("data/dpo.jsonl", &dpo);
 }
 
-const TRAIN_SPEC: &str = r#"version: 1
+pub(crate) const TRAIN_SPEC: &str = r#"version: 1
 name: tiny-train
 description: a tiny from-scratch model through PT, SFT and DPO
 seed: 11
@@ -156,7 +156,7 @@ stages:
     checkpoint_every: 10
 "#;
 
-fn train_project(spec: &str) -> Project {
+pub(crate) fn train_project(spec: &str) -> Project {
     let dir = tempfile::tempdir().unwrap();
     let p = Project { dir };
     p.write("runs/tiny.yaml", spec);
@@ -169,7 +169,7 @@ fn train_project(spec: &str) -> Project {
     p
 }
 
-fn medrun(p: &Project, args: &[&str], threads: usize) -> Command {
+pub(crate) fn medrun(p: &Project, args: &[&str], threads: usize) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_medrun"));
     c.args(args)
         .current_dir(p.root())
@@ -180,7 +180,7 @@ fn medrun(p: &Project, args: &[&str], threads: usize) -> Command {
 }
 
 /// `medrun run --json`: stage name → output address.
-fn run_json(p: &Project, threads: usize) -> (BTreeMap<String, String>, Value) {
+pub(crate) fn run_json(p: &Project, threads: usize) -> (BTreeMap<String, String>, Value) {
     let o = medrun(p, &["run", "runs/tiny.yaml", "--json"], threads)
         .output()
         .unwrap();
@@ -200,12 +200,12 @@ fn run_json(p: &Project, threads: usize) -> (BTreeMap<String, String>, Value) {
     (outs, v)
 }
 
-fn object(store: &Path, id: &str) -> Vec<u8> {
+pub(crate) fn object(store: &Path, id: &str) -> Vec<u8> {
     std::fs::read(store.join("objects-v1").join(&id[..2]).join(&id[2..])).unwrap()
 }
 
 /// A file of a stage output tree.
-fn artifact(p: &Project, output: &str, name: &str) -> Vec<u8> {
+pub(crate) fn artifact(p: &Project, output: &str, name: &str) -> Vec<u8> {
     let tree: Value = serde_json::from_slice(&object(&p.store(), output)).unwrap();
     let id = tree["entries"][name]["object"]
         .as_str()
@@ -213,7 +213,7 @@ fn artifact(p: &Project, output: &str, name: &str) -> Vec<u8> {
     object(&p.store(), id)
 }
 
-fn metrics(p: &Project, output: &str) -> Vec<Value> {
+pub(crate) fn metrics(p: &Project, output: &str) -> Vec<Value> {
     String::from_utf8(artifact(p, output, "metrics.jsonl"))
         .unwrap()
         .lines()
