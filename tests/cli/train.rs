@@ -414,7 +414,7 @@ fn cuda_on_a_cpu_build_is_an_error_before_any_work() {
     );
 }
 
-fn smollm2_gguf() -> Option<std::path::PathBuf> {
+pub(crate) fn smollm2_gguf() -> Option<std::path::PathBuf> {
     let p = std::env::var_os("MEDRUN_SMOLLM2_GGUF")
         .map(std::path::PathBuf::from)
         .or_else(|| {
