@@ -45,6 +45,9 @@ pub enum Error {
     Problems { message: String, hint: String },
     #[error(transparent)]
     Promotion(#[from] crate::promotions::PromotionError),
+    /// A reproduction produced other bytes than the record (exit 4).
+    #[error("{message}")]
+    ReproDiffers { message: String, hint: String },
     /// A promotion gate rejected the checkpoint (exit 3).
     #[error("{message}")]
     GateRejected { message: String, hint: String },
@@ -62,6 +65,7 @@ impl Error {
             | Error::Dirty { .. } => EXIT_USER,
             Error::Problems { .. } | Error::Promotion(_) => EXIT_USER,
             Error::GateRejected { .. } => EXIT_GATE,
+            Error::ReproDiffers { .. } => EXIT_REPRO,
             Error::Store(e) if e.is_user_error() => EXIT_USER,
             Error::Store(_) => EXIT_INTERNAL,
             Error::Stage { source, .. } if source.user => EXIT_USER,
@@ -85,7 +89,9 @@ impl Error {
             Error::NoExecutor { .. } => {
                 "this build can plan, lock and record runs, but its training engine does not implement this stage kind".into()
             }
-            Error::Problems { hint, .. } | Error::GateRejected { hint, .. } => hint.clone(),
+            Error::Problems { hint, .. }
+            | Error::GateRejected { hint, .. }
+            | Error::ReproDiffers { hint, .. } => hint.clone(),
             Error::Promotion(e) => e.hint(),
             Error::Io(_) => return None,
         })

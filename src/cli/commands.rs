@@ -113,6 +113,45 @@ pub fn dispatch(cli: &Cli, executors: &Executors, p: &Printer) -> Result<u8> {
                 })
             }
         }
+        Command::Reproduce { reference, stage } => {
+            let project = cwd_project(store)?;
+            let r = ops::reproduce::reproduce(&project, reference, stage.as_deref(), executors, p)?;
+            if p.json {
+                p.json_value(&serde_json::to_value(&r).unwrap_or_default());
+            }
+            if r.identical {
+                if !p.json {
+                    p.data(&format!(
+                        "reproduced run {}: {} stage(s) byte-identical to the record{}",
+                        &r.run[..12.min(r.run.len())],
+                        r.stages.len(),
+                        r.rebuilt_from
+                            .as_ref()
+                            .map(|c| format!(" (rebuilt from commit {})", &c[..12.min(c.len())]))
+                            .unwrap_or_default()
+                    ));
+                }
+                Ok(EXIT_OK)
+            } else {
+                let first = r.stages.iter().find(|s| !s.identical);
+                Err(Error::ReproDiffers {
+                    message: match first {
+                        Some(s) => format!(
+                            "reproduction differs: stage `{}` produced {} instead of {} (files: {}){}",
+                            s.stage,
+                            &s.produced[..12],
+                            &s.recorded[..12],
+                            s.differing_files.join(", "),
+                            s.first_divergent_step
+                                .map(|n| format!("; parameters first differ at step {n}"))
+                                .unwrap_or_default()
+                        ),
+                        None => "reproduction differs".into(),
+                    },
+                    hint: "same inputs and engine gave other bytes: report it with `medrun lineage RUN --json` and both outputs".into(),
+                })
+            }
+        }
         Command::Generate {
             reference,
             prompt,

@@ -115,6 +115,15 @@ pub enum Command {
         #[arg(long)]
         no_cache: bool,
     },
+    /// Re-execute a recorded run from its recorded inputs with the cache off and compare every
+    /// stage's output with the record (exit 4 if any differs).
+    Reproduce {
+        /// A run id or prefix, `latest`, `RUN:STAGE`, a channel, or an output hash.
+        reference: String,
+        /// Reproduce only this stage (from its recorded parent output).
+        #[arg(long)]
+        stage: Option<String>,
+    },
     /// Generate text from a checkpoint (greedy unless --temperature is given).
     Generate {
         /// `RUN:STAGE`, a run id or prefix (its last stage), `latest`, a channel, or an output hash.
@@ -215,7 +224,13 @@ where
             printer.error(&e.to_string(), e.hint().as_deref());
             // A gate rejection has already printed its report (with `passed: false`) as the
             // one JSON document on stdout.
-            if cli.json && !matches!(e, crate::error::Error::GateRejected { .. }) {
+            if cli.json
+                && !matches!(
+                    e,
+                    crate::error::Error::GateRejected { .. }
+                        | crate::error::Error::ReproDiffers { .. }
+                )
+            {
                 printer.json_value(&serde_json::json!({
                     "error": e.to_string(),
                     "hint": e.hint(),
