@@ -2,7 +2,7 @@
 //! dirty diff, and whether the spec file itself is committed. Recorded in every run; `medrun run`
 //! refuses a dirty tree or an uncommitted spec unless `--allow-dirty`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -76,11 +76,23 @@ fn inspect_inner(root: &Path, spec: Option<&Path>) -> Result<GitState, git2::Err
         .include_ignored(false)
         .exclude_submodules(true);
     let statuses = repo.statuses(Some(&mut opts))?;
+    // promotions.yaml is medrun's own append-only output (the promotion history), not an input:
+    // a promotion waiting to be committed does not make the next run dirty.
+    let promotions = {
+        let wd = std::fs::canonicalize(&workdir).unwrap_or_else(|_| workdir.clone());
+        let r = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        r.strip_prefix(&wd)
+            .map(|rel| rel.join(crate::promotions::PROMOTIONS_FILE))
+            .unwrap_or_else(|_| PathBuf::from(crate::promotions::PROMOTIONS_FILE))
+    };
     let mut dirty_files = Vec::new();
     let mut dirty = false;
     for e in statuses.iter() {
         let s = e.status();
         if s.is_ignored() || s == git2::Status::CURRENT {
+            continue;
+        }
+        if e.path().is_ok_and(|p| Path::new(p) == promotions) {
             continue;
         }
         dirty = true;
@@ -96,7 +108,10 @@ fn inspect_inner(root: &Path, spec: Option<&Path>) -> Result<GitState, git2::Err
             .show_untracked_content(true);
         let diff = repo.diff_tree_to_workdir_with_index(head_tree.as_ref(), Some(&mut dopts))?;
         let mut h = blake3::Hasher::new();
-        diff.print(git2::DiffFormat::Patch, |_, _, line| {
+        diff.print(git2::DiffFormat::Patch, |delta, _, line| {
+            if delta.new_file().path() == Some(promotions.as_path()) {
+                return true;
+            }
             h.update(&[line.origin() as u8]);
             h.update(line.content());
             true

@@ -83,6 +83,18 @@ pub fn dispatch(cli: &Cli, executors: &Executors, p: &Printer) -> Result<u8> {
                 ..Default::default()
             };
             let r = ops::promote::promote(&project, reference, channel, &opts, p)?;
+            if r.already_holds {
+                if p.json {
+                    p.json_value(&serde_json::to_value(&r).unwrap_or_default());
+                } else {
+                    p.data(&format!(
+                        "{} already holds `{}`; promotions.yaml is unchanged",
+                        &r.checkpoint[..12],
+                        r.channel
+                    ));
+                }
+                return Ok(EXIT_OK);
+            }
             if p.json {
                 p.json_value(&serde_json::to_value(&r).unwrap_or_default());
             } else {

@@ -32,6 +32,9 @@ pub struct PromoteReport {
     pub results: BTreeMap<String, String>,
     pub decision: Decision,
     pub promoted: bool,
+    /// The checkpoint already holds the channel: nothing was evaluated or written.
+    #[serde(default)]
+    pub already_holds: bool,
 }
 
 /// The run and stage that produced a checkpoint, and that run's resolved spec.
@@ -181,6 +184,26 @@ pub fn promote(
             hint: "add `gates:` for this stage to the spec (see docs/reference/spec.md), or promote another stage".into(),
         });
     }
+    let history = promotions::load(&project.root)?;
+    if history
+        .holder(channel)
+        .is_some_and(|e| e.checkpoint == ck.output)
+    {
+        return Ok(PromoteReport {
+            channel: channel.to_string(),
+            checkpoint: ck.output.clone(),
+            run: run.id().to_string(),
+            stage,
+            previous: None,
+            results: BTreeMap::new(),
+            decision: Decision {
+                passed: true,
+                gates: Vec::new(),
+            },
+            promoted: false,
+            already_holds: true,
+        });
+    }
     let _lock = store.lock_shared()?;
     let evs = eval_suites(project, &store, &ck, &spec.evals, opts, printer)?;
     let decision = judge(project, &store, &spec, &stage, &evs, opts, printer)?;
@@ -199,6 +222,7 @@ pub fn promote(
         results: results.clone(),
         decision,
         promoted: false,
+        already_holds: false,
     };
     if !report.decision.passed {
         return Ok(report);

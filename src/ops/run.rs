@@ -90,6 +90,12 @@ fn evaluate_stage(
     if spec.evals.is_empty() {
         return Ok(());
     }
+    if !tree.entries.contains_key("model.safetensors") {
+        printer.warn(&format!(
+            "stage `{stage}`: its output holds no model, so it is not evaluated and its gates are not judged"
+        ));
+        return Ok(());
+    }
     let ck = super::export::Checkpoint {
         run_id: Some(run_id.to_string()),
         stage: Some(stage.to_string()),

@@ -1,6 +1,7 @@
 //! Integration tests driving the real CLI on tiny generated projects.
 
 mod common;
+mod demo;
 mod eval;
 mod keys;
 mod lock;

@@ -1,0 +1,123 @@
+//! The built-in demo end to end on its small CI variant (`runs/ci.yaml`): generate the data,
+//! lock, run PT → SFT → DPO with evaluation and gates, promote, and reproduce the run
+//! byte for byte. Also checks that the committed `data/demo` is what the generator writes.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::train::medrun;
+use crate::common::{Project, stderr};
+
+fn repo(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn json_out(o: &std::process::Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&o.stdout), stderr(o)))
+}
+
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            for f in files_under(&p) {
+                out.push(format!("{}/{f}", e.file_name().to_string_lossy()));
+            }
+        } else {
+            out.push(e.file_name().to_string_lossy().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn ci_spec_runs_evaluates_promotes_and_reproduces_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Project { dir };
+    for f in ["runs/ci.yaml", "evals/medical-demo.yaml"] {
+        p.write(f, &std::fs::read_to_string(repo(f)).unwrap());
+    }
+    // The generator writes exactly the committed demo corpus.
+    let o = p.bin(&["demo-data"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let generated = files_under(&p.path("data/demo"));
+    assert_eq!(generated, files_under(&repo("data/demo")));
+    for f in &generated {
+        assert!(
+            std::fs::read(p.path(&format!("data/demo/{f}"))).unwrap()
+                == std::fs::read(repo(&format!("data/demo/{f}"))).unwrap(),
+            "data/demo/{f} differs from `medrun demo-data`: regenerate and commit it"
+        );
+    }
+    p.write(".gitignore", ".medrun/\n");
+    p.git(&["init", "-q"]);
+    assert_eq!(p.bin(&["lock"]).status.code(), Some(0));
+    p.commit_all();
+
+    // run: three stages, each scored, and the dpo gates pass.
+    let o = medrun(&p, &["run", "runs/ci.yaml", "--json"], 2)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report = json_out(&o);
+    assert_eq!(report["gates_passed"], true, "{report}");
+    assert_eq!(report["evals"].as_array().unwrap().len(), 3);
+
+    // promote: appends one entry.
+    let o = medrun(&p, &["promote", "latest:dpo", "--to", "demo", "--json"], 2)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_out(&o)["promoted"], true);
+    assert_eq!(p.read("promotions.yaml").matches("- channel:").count(), 1);
+
+    // reproduce: every stage again with the cache off, byte-identical.
+    let o = medrun(&p, &["reproduce", "latest", "--json"], 2)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = json_out(&o);
+    assert_eq!(r["identical"], true, "{r}");
+    assert_eq!(r["stages"].as_array().unwrap().len(), 3);
+
+    // A record that does not match what the stage produces: exit 4, naming the stage, the
+    // differing files and the first step whose parameters differ.
+    let stages = report["stages"].as_array().unwrap();
+    let (pt, sft) = (
+        stages[0]["output"].as_str().unwrap(),
+        stages[1]["output"].as_str().unwrap(),
+    );
+    let run_id = report["run_id"].as_str().unwrap();
+    let runs = p.store().join("runs-v1");
+    let record = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|f| f.to_string_lossy().contains(run_id))
+        .unwrap();
+    let text = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, text.replace(pt, sft)).unwrap();
+    let o = medrun(&p, &["reproduce", run_id, "--stage", "pt"], 2)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("stage `pt`"), "{err}");
+    assert!(err.contains("model.safetensors"), "{err}");
+    assert!(err.contains("parameters first differ at step 1"), "{err}");
+    std::fs::write(&record, text).unwrap();
+
+    // A changed input is refused before any work.
+    let mut pairs = p.read("data/demo/dpo.jsonl");
+    pairs.push('\n');
+    p.write("data/demo/dpo.jsonl", &pairs);
+    let o = medrun(&p, &["reproduce", "latest", "--stage", "dpo"], 2)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("data/demo/dpo.jsonl"), "{}", stderr(&o));
+}
