@@ -23,10 +23,14 @@
 //! bit-identical whatever the batch size, the order of requests, or which requests are in the
 //! same call. Why:
 //! - Each sequence is right-padded to a *bucket* that is a function of its own length only
-//!   (the next power of two up to 16, then the next multiple of 16, at least
-//!   [`Infer::min_stack_rows`], never past the model's positions), and only sequences of the
-//!   same bucket (and, for continuations, the same cached context) share a pass. Padding sits
-//!   after the real tokens, so causal attention keeps it out of every real position.
+//!   (the next power of two up to 16, above that the next multiple of an eighth of the next
+//!   power of two — 17 → 20, 52 → 56, 100 → 112 —, at least [`Infer::min_stack_rows`], never
+//!   past the model's positions), and only sequences of the same bucket share a pass. Padding
+//!   sits after the real tokens, so causal attention keeps it out of every real position.
+//! - With a shared prompt, the continuations of one request are extended from its context in
+//!   one pass, all padded to the bucket of the longest: a continuation's bits may depend on
+//!   the other continuations of its own request (the same request always gets the same
+//!   numbers), never on other requests.
 //! - In a pass, everything but the linear layers works per row (embedding lookup, RMSNorm,
 //!   SwiGLU, softmax, RoPE) or runs one matrix product per sequence and head (attention scores
 //!   and values) whose shape is fixed by that sequence's bucket.
@@ -59,8 +63,9 @@ use crate::spec::Family;
 use crate::template::{ChatTemplate, TemplateError, Turn};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
-/// Buckets above 16 tokens are multiples of this.
-const BUCKET_STEP: usize = 16;
+/// Lengths up to this are padded to the next power of two; longer ones to the next multiple of
+/// an eighth of their next power of two (at most 12.5% padding).
+const BUCKET_SMALL: usize = 16;
 /// At most this many padded positions per forward pass (caps memory for long sequences).
 const MAX_PASS_TOKENS: usize = 8192;
 
@@ -178,10 +183,11 @@ fn score_rows(rows: &[Vec<f32>], targets: &[u32]) -> Part {
 /// Padded length of a sequence of `len` new positions with `room` positions left in the model:
 /// a function of these alone (see the module docs).
 fn bucket(len: usize, min_rows: usize, room: usize) -> usize {
-    let b = if len <= BUCKET_STEP {
+    let b = if len <= BUCKET_SMALL {
         len.next_power_of_two()
     } else {
-        len.div_ceil(BUCKET_STEP) * BUCKET_STEP
+        let step = len.next_power_of_two() / 8;
+        len.div_ceil(step) * step
     };
     b.max(min_rows).min(room).max(len)
 }
@@ -487,37 +493,41 @@ impl ModelBackend {
             .iter()
             .map(|&ci| score_rows(&first, &conts[ci][..1]))
             .collect();
-        // The rest of each continuation, extended from the context's cache.
+        // The rest of each continuation, extended from the context's cache in one pass (or
+        // `batch_size` at a time), padded to the bucket of the longest.
         let room = self.infer.config().max_position_embeddings - ctx.len();
         let min_rows = self.infer.min_stack_rows();
         let pad = self.tokenizer.pad_id();
-        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for (k, &ci) in which.iter().enumerate() {
-            let n = conts[ci].len() - 1;
-            if n > 0 {
-                groups.entry(bucket(n, min_rows, room)).or_default().push(k);
-            }
+        let longest = which
+            .iter()
+            .map(|&ci| conts[ci].len() - 1)
+            .max()
+            .unwrap_or(0);
+        let rest: Vec<usize> = (0..which.len())
+            .filter(|&k| conts[which[k]].len() > 1)
+            .collect();
+        if rest.is_empty() {
+            return Ok(out);
         }
-        for (len, members) in groups {
-            for chunk in members.chunks(self.per_pass(len)) {
-                let mut ids = Vec::with_capacity(chunk.len() * len);
-                for &k in chunk {
-                    let cont = &conts[which[k]];
-                    ids.extend(&cont[..cont.len() - 1]);
-                    ids.resize(ids.len() + len + 1 - cont.len(), pad);
-                }
-                let what = format!("request {ri}: continuations");
-                let hidden = session
-                    .extend_rows(&ids, chunk.len())
-                    .map_err(infer_err(&what))?;
-                for (r, &k) in chunk.iter().enumerate() {
-                    let cont = &conts[which[k]];
-                    let rows = hidden
-                        .get(r)
-                        .and_then(|h| h.narrow(0, 0, cont.len() - 1))
-                        .map_err(candle_err(&what))?;
-                    out[k] = out[k].add(self.score_hidden(&rows, &cont[1..], &what)?);
-                }
+        let len = bucket(longest, min_rows, room);
+        let what = format!("request {ri}: continuations");
+        for chunk in rest.chunks(self.per_pass(len)) {
+            let mut ids = Vec::with_capacity(chunk.len() * len);
+            for &k in chunk {
+                let cont = &conts[which[k]];
+                ids.extend(&cont[..cont.len() - 1]);
+                ids.resize(ids.len() + len + 1 - cont.len(), pad);
+            }
+            let hidden = session
+                .extend_rows(&ids, chunk.len())
+                .map_err(infer_err(&what))?;
+            for (r, &k) in chunk.iter().enumerate() {
+                let cont = &conts[which[k]];
+                let rows = hidden
+                    .get(r)
+                    .and_then(|h| h.narrow(0, 0, cont.len() - 1))
+                    .map_err(candle_err(&what))?;
+                out[k] = out[k].add(self.score_hidden(&rows, &cont[1..], &what)?);
             }
         }
         Ok(out)
@@ -629,10 +639,12 @@ impl ModelBackend {
                 break;
             }
             out.tokens.push(tok);
-            let text = self.decode(&out.tokens, &what)?;
-            if let Some(cut) = stops.iter().filter_map(|s| text.find(s)).min() {
-                out.text = text[..cut].to_string();
-                return Ok(out);
+            if !stops.is_empty() {
+                let text = self.decode(&out.tokens, &what)?;
+                if let Some(cut) = stops.iter().filter_map(|s| text.find(s)).min() {
+                    out.text = text[..cut].to_string();
+                    return Ok(out);
+                }
             }
             if out.tokens.len() >= req.max_new_tokens || session.len() + 1 > max_len {
                 break;

@@ -1,12 +1,16 @@
 //! Inference with a key/value cache: the decoder's forward pass over frozen parameters,
 //! continuing from the keys and values of earlier positions instead of recomputing them.
 //!
-//! The layers, norms, MLP and projections are the training forward's own
-//! ([`Transformer`]'s `linear`, `rms_norm`, `mlp`, `rope_at`), so every family it supports
-//! works here: Llama (RoPE, GQA, tied or untied head), Qwen2 (q/k/v biases), Baichuan2
-//! (`W_pack`, NormHead, RoPE or ALiBi). What differs is attention: new positions start at the
-//! cache's length `P` (RoPE rows `P..P+L`, ALiBi distances to the absolute key positions), and
-//! their keys are the cached ones followed by their own, with a causal mask inside the new block.
+//! The projections and the MLP are the training forward's own ([`Transformer`]'s `linear` and
+//! `mlp`), so every family it supports works here: Llama (RoPE, GQA, tied or untied head),
+//! Qwen2 (q/k/v biases), Baichuan2 (`W_pack`, NormHead, RoPE or ALiBi). Without gradients to
+//! keep, RMSNorm, RoPE and softmax use candle's fused kernels (the training forward cannot:
+//! they drop gradients), and grouped-query attention multiplies each key/value head with its
+//! group of query heads at once instead of copying keys and values per head. These agree with
+//! the training forward to float rounding (the tests hold them to 1e-4). New positions start
+//! at the cache's length `P` (RoPE rows `P..P+L`, ALiBi distances to the absolute key
+//! positions); their keys are the cached ones followed by their own, with a causal mask inside
+//! the new block.
 //!
 //! - [`Infer`] owns the model, the frozen parameters and the output head (normalised once for
 //!   NormHead). [`Infer::forward`] runs `rows` sequences of equal length after a shared (or
@@ -27,7 +31,7 @@
 //! gives the smallest per-sequence length for which that cannot change any sequence's values;
 //! see its documentation and `eval::backend` for how the evaluation backend uses it.
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::ModelError;
 use super::config::ModelConfig;
@@ -92,6 +96,9 @@ pub struct Infer {
     params: Params,
     /// [V, H]: tied embeddings or `lm_head`, row-normalised for NormHead.
     head: Tensor,
+    /// RoPE tables [max_positions, head_dim / 2] (the fused kernel's layout).
+    cos: Tensor,
+    sin: Tensor,
     min_rows: usize,
 }
 
@@ -138,10 +145,18 @@ impl Infer {
         let params = params.frozen()?;
         let head = model.head(&params)?.contiguous()?;
         let min_rows = min_stack_rows(&model.cfg);
+        let half = model.cfg.head_dim() / 2;
+        let (cos, sin) = model.rope_tables();
+        let (cos, sin) = (
+            cos.narrow(1, 0, half)?.contiguous()?,
+            sin.narrow(1, 0, half)?.contiguous()?,
+        );
         Ok(Infer {
             model,
             params,
             head,
+            cos,
+            sin,
             min_rows,
         })
     }
@@ -236,16 +251,14 @@ impl Infer {
         for l in 0..cfg.num_hidden_layers {
             let n1 = p.get(&format!("model.layers.{l}.input_layernorm.weight"))?;
             let cached = past.map(|c| &c.layers[l]);
-            let (a, kv) = self.attention(l, &self.model.rms_norm(&x, n1)?, cached, &bias)?;
+            let (a, kv) = self.attention(l, &self.rms_norm(&x, n1)?, cached, &bias)?;
             layers.push(kv);
             x = (x + a)?;
             let n2 = p.get(&format!("model.layers.{l}.post_attention_layernorm.weight"))?;
-            let m = self
-                .model
-                .mlp(p, l, &self.model.rms_norm(&x, n2)?, &mut f)?;
+            let m = self.model.mlp(p, l, &self.rms_norm(&x, n2)?, &mut f)?;
             x = (x + m)?;
         }
-        let hidden = self.model.rms_norm(&x, p.get("model.norm.weight")?)?;
+        let hidden = self.rms_norm(&x, p.get("model.norm.weight")?)?;
         Ok((
             hidden,
             KvCache {
@@ -267,6 +280,20 @@ impl Infer {
             infer: self,
             cache: None,
         }
+    }
+
+    /// RMSNorm with candle's fused kernel (per row, whatever the number of rows).
+    fn rms_norm(&self, x: &Tensor, w: &Tensor) -> R<Tensor> {
+        let eps = self.model.cfg.rms_norm_eps as f32;
+        Ok(candle_nn::ops::rms_norm(&x.contiguous()?, w, eps)?)
+    }
+
+    /// Rotary embedding of `x` [B, heads, T, D] at positions `start..start+T` (fused kernel).
+    fn rope(&self, x: &Tensor, start: usize) -> R<Tensor> {
+        let t = x.dim(2)?;
+        let cos = self.cos.narrow(0, start, t)?;
+        let sin = self.sin.narrow(0, start, t)?;
+        Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?)
     }
 
     /// Additive bias `[1 or heads, len, start + len]` for queries at positions
@@ -345,10 +372,7 @@ impl Infer {
         let v = v.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
         let start = past.map_or(Ok(0), |(pk, _)| pk.dim(2))?;
         let (q, k) = if cfg.position == Position::Rope {
-            (
-                self.model.rope_at(&q, start)?,
-                self.model.rope_at(&k, start)?,
-            )
+            (self.rope(&q, start)?, self.rope(&k, start)?)
         } else {
             (q, k)
         };
@@ -364,19 +388,10 @@ impl Infer {
                 )
             }
         };
-        let keys = start + t;
-        let (ke, ve) = if nkv != nh {
-            let rep = nh / nkv;
-            let expand = |z: &Tensor| -> R<Tensor> {
-                Ok(z.unsqueeze(2)?
-                    .broadcast_as((b, nkv, rep, keys, hd))?
-                    .reshape((b, nh, keys, hd))?)
-            };
-            (expand(&k)?, expand(&v)?)
-        } else {
-            (k.clone(), v.clone())
-        };
-        let kt = ke.t()?.contiguous()?;
+        // Query head h reads key/value head h / rep (Hugging Face's `repeat_kv`): multiply each
+        // key/value head with its `rep` query heads stacked, [B, nkv, rep·n, hd].
+        let rep = nh / nkv;
+        let kt = k.t()?.contiguous()?;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut outs = Vec::with_capacity(t.div_ceil(QUERY_BLOCK));
         let mut q0 = 0;
@@ -385,19 +400,21 @@ impl Infer {
             // Keys after the block's last query are masked anyway: leave them out.
             let visible = start + q0 + n;
             let (qb, kb, vb, bb) = if n == t {
-                (q.clone(), kt.clone(), ve.clone(), bias.clone())
+                (q.clone(), kt.clone(), v.clone(), bias.clone())
             } else {
                 (
-                    q.narrow(2, q0, n)?,
+                    q.narrow(2, q0, n)?.contiguous()?,
                     kt.narrow(3, 0, visible)?.contiguous()?,
-                    ve.narrow(2, 0, visible)?.contiguous()?,
+                    v.narrow(2, 0, visible)?.contiguous()?,
                     bias.narrow(1, q0, n)?.narrow(2, 0, visible)?,
                 )
             };
-            let scores = (qb.contiguous()?.matmul(&kb)? * scale)?;
+            let qb = qb.reshape((b, nkv, rep * n, hd))?;
+            let scores = (qb.matmul(&kb)?.reshape((b, nh, n, visible))? * scale)?;
             let scores = scores.broadcast_add(&bb)?;
-            let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-            outs.push(probs.matmul(&vb)?);
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let out = probs.reshape((b, nkv, rep * n, visible))?.matmul(&vb)?;
+            outs.push(out.reshape((b, nh, n, hd))?);
             q0 += n;
         }
         let out = if outs.len() == 1 {
