@@ -99,13 +99,7 @@ impl Transformer {
         (&self.cos, &self.sin)
     }
 
-    pub(crate) fn linear(
-        &self,
-        p: &Params,
-        module: &str,
-        x: &Tensor,
-        f: &mut Forward<'_>,
-    ) -> R<Tensor> {
+    fn linear(&self, p: &Params, module: &str, x: &Tensor, f: &mut Forward<'_>) -> R<Tensor> {
         let w = p.get(&format!("{module}.weight"))?;
         let mut y = matmul_t(x, w)?;
         if let Some(b) = p.try_get(&format!("{module}.bias")) {
@@ -237,7 +231,7 @@ impl Transformer {
         self.linear(p, &format!("{pre}.o_proj"), &out, f)
     }
 
-    pub(crate) fn mlp(&self, p: &Params, l: usize, x: &Tensor, f: &mut Forward<'_>) -> R<Tensor> {
+    fn mlp(&self, p: &Params, l: usize, x: &Tensor, f: &mut Forward<'_>) -> R<Tensor> {
         let pre = format!("model.layers.{l}.mlp");
         let g = self.linear(p, &format!("{pre}.gate_proj"), x, f)?;
         let u = self.linear(p, &format!("{pre}.up_proj"), x, f)?;
