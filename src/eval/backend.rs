@@ -65,7 +65,7 @@ use crate::template::{ChatTemplate, TemplateError, Turn};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
 /// Lengths up to this are padded to the next power of two; longer ones to the next multiple of
-/// an eighth of their next power of two (at most 12.5% padding).
+/// an eighth of their next power of two (less than a quarter of the length, ~6% on average).
 const BUCKET_SMALL: usize = 16;
 /// At most this many padded positions per forward pass (caps memory for long sequences).
 const MAX_PASS_TOKENS: usize = 8192;
