@@ -1,38 +1,45 @@
 //! Inference with a key/value cache: the decoder's forward pass over frozen parameters,
 //! continuing from the keys and values of earlier positions instead of recomputing them.
 //!
-//! The layers, norms, MLP and projections are the training forward's own
-//! ([`Transformer`]'s `linear`, `rms_norm`, `mlp`, `rope_at`), so every family it supports
-//! works here: Llama (RoPE, GQA, tied or untied head), Qwen2 (q/k/v biases), Baichuan2
-//! (`W_pack`, NormHead, RoPE or ALiBi). What differs is attention: new positions start at the
-//! cache's length `P` (RoPE rows `P..P+L`, ALiBi distances to the absolute key positions), and
-//! their keys are the cached ones followed by their own, with a causal mask inside the new block.
+//! Every family of [`Transformer`] works here: Llama (RoPE, GQA, tied or untied head), Qwen2
+//! (q/k/v biases), Baichuan2 (`W_pack`, NormHead, RoPE or ALiBi). New positions start at the
+//! cache's length `P` (RoPE rows `P..P+L`, ALiBi distances to the absolute key positions);
+//! their keys are the cached ones followed by their own, with a causal mask inside the new
+//! block. It computes what the training forward computes, laid out for speed instead of
+//! gradients, and agrees with it to float rounding (the tests hold it to 1e-4):
+//! - q/k/v are fused into one product (as Baichuan2's `W_pack` already is) and gate/up into
+//!   another;
+//! - RMSNorm, RoPE and softmax use candle's fused kernels (which the training forward cannot:
+//!   they drop gradients);
+//! - grouped-query attention multiplies each key/value head with its group of query heads at
+//!   once, instead of copying keys and values per head.
 //!
-//! - [`Infer`] owns the model, the frozen parameters and the output head (normalised once for
-//!   NormHead). [`Infer::forward`] runs `rows` sequences of equal length after a shared (or
+//! - [`Infer`] holds the model's weights in that layout and the output head (normalised once
+//!   for NormHead). [`Infer::forward`] runs `rows` sequences of equal length after a shared (or
 //!   per-row) cache and returns final hidden states and the extended cache; [`Infer::logits`]
 //!   applies the head to whichever rows are needed.
 //! - [`Session`] is one sequence: [`Session::prefill`] / [`Session::extend`] return logits,
 //!   [`Session::fork`] copies the (reference-counted) cache so one context can be continued in
-//!   several ways, and [`Session::extend_rows`] scores several continuations of the cached
+//!   several ways, and [`Session::extend_rows`] runs several continuations of the cached
 //!   context in one batched pass without changing the session.
 //!
 //! Right padding is allowed in a batch (rows of a sequence past its real end): causal masking
 //! keeps real positions from seeing them. Such rows must not be extended further, which is why
-//! [`Infer::forward`] returns the cache but callers that pad use it only for scoring.
+//! callers that pad use the returned cache for nothing.
 //!
 //! # Batching without changing results
 //! A batched forward stacks the rows of every sequence into one matrix for each linear layer,
 //! so the row count of those matrix products depends on the batch. [`Infer::min_stack_rows`]
-//! gives the smallest per-sequence length for which that cannot change any sequence's values;
-//! see its documentation and `eval::backend` for how the evaluation backend uses it.
+//! gives the smallest per-sequence length for which that cannot change any sequence's values,
+//! and [`Infer::min_head_rows`] the same for the output head; see their documentation and
+//! `eval::backend` for how the evaluation backend uses them.
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::ModelError;
 use super::config::ModelConfig;
 use super::params::Params;
-use super::transformer::{Forward, Transformer, alibi_slopes};
+use super::transformer::{Transformer, alibi_slopes};
 use crate::spec::{Family, Position};
 
 /// Queries are processed in blocks of this many rows, so attention scores for a long sequence
@@ -55,6 +62,8 @@ pub enum InferError {
     Empty,
     #[error("the cache holds {cache} rows but {rows} rows continue it")]
     CacheRows { cache: usize, rows: usize },
+    #[error("{ids} token ids, but the segments add up to {total}")]
+    Segments { ids: usize, total: usize },
     #[error("token id {id} is outside the model's vocabulary of {vocab}")]
     Id { id: u32, vocab: usize },
 }
@@ -86,13 +95,99 @@ impl KvCache {
     }
 }
 
-/// A model ready for inference: frozen parameters and the output head computed once.
+/// `x Wᵀ + b` with `W` stored `[out, in]`, contiguous.
+struct Linear {
+    w: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Output features `[.., out]` of `x` `[.., in]`.
+    fn forward(&self, x: &Tensor) -> R<Tensor> {
+        let y = x.contiguous()?.broadcast_matmul(&self.w.t()?)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+
+    /// `(in, out)`.
+    fn shape(&self) -> R<(usize, usize)> {
+        let (out, inp) = self.w.dims2()?;
+        Ok((inp, out))
+    }
+}
+
+struct Layer {
+    input_norm: Tensor,
+    post_norm: Tensor,
+    /// q, k, v outputs side by side.
+    qkv: Linear,
+    o: Linear,
+    /// gate, up outputs side by side.
+    gate_up: Linear,
+    down: Linear,
+}
+
+/// The weights `[out, in]` of the modules `names` stacked by output (one product instead of
+/// several), with their biases (zeros for a module without one, when another has one).
+fn fused(p: &Params, names: &[String]) -> R<Linear> {
+    let mut ws = Vec::with_capacity(names.len());
+    let mut bs = Vec::with_capacity(names.len());
+    for n in names {
+        ws.push(p.get(&format!("{n}.weight"))?.clone());
+        bs.push(p.try_get(&format!("{n}.bias")).cloned());
+    }
+    let bias = if bs.iter().any(Option::is_some) {
+        let mut parts = Vec::with_capacity(bs.len());
+        for (b, w) in bs.into_iter().zip(&ws) {
+            parts.push(match b {
+                Some(b) => b,
+                None => Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?,
+            });
+        }
+        Some(Tensor::cat(&parts, 0)?)
+    } else {
+        None
+    };
+    let w = if ws.len() == 1 {
+        ws.remove(0).contiguous()?
+    } else {
+        Tensor::cat(&ws, 0)?
+    };
+    Ok(Linear { w, bias })
+}
+
+/// Where the new tokens of a pass sit: the position of each, and its segment (a token sees
+/// every cached position and the earlier tokens of its own segment).
+struct Placement {
+    positions: Vec<usize>,
+    segments: Vec<usize>,
+}
+
+/// What every layer of one pass shares.
+struct PassContext {
+    /// Cached positions.
+    start: usize,
+    /// Attention bias per query block.
+    biases: Vec<Tensor>,
+    /// RoPE `(cos, sin)` rows of the new positions, `[len, head_dim / 2]`.
+    rope: Option<(Tensor, Tensor)>,
+}
+
+/// A model ready for inference: its weights in the inference layout (see the module docs).
 pub struct Infer {
     model: Transformer,
-    params: Params,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
     /// [V, H]: tied embeddings or `lm_head`, row-normalised for NormHead.
     head: Tensor,
+    /// RoPE tables [max_positions, head_dim / 2] (the fused kernel's layout).
+    cos: Tensor,
+    sin: Tensor,
     min_rows: usize,
+    min_head_rows: usize,
 }
 
 impl std::fmt::Debug for Infer {
@@ -100,24 +195,18 @@ impl std::fmt::Debug for Infer {
         f.debug_struct("Infer")
             .field("config", &self.model.cfg)
             .field("min_stack_rows", &self.min_rows)
+            .field("min_head_rows", &self.min_head_rows)
             .finish_non_exhaustive()
     }
 }
 
-/// The smallest row count `M` of a stacked `[M, k] × [k, n]` product for which gemm 0.19 (the
+/// The smallest row count `M` of stacked `[M, k] × [k, n]` products for which gemm 0.19 (the
 /// matrix kernel under candle 0.11 on CPU) computes every output element the same way whatever
-/// `M` is, for every linear layer of `cfg`. See [`Infer::min_stack_rows`].
-fn min_stack_rows(cfg: &ModelConfig) -> usize {
-    let (h, kv, i) = (cfg.hidden_size, cfg.kv_dim(), cfg.intermediate_size);
-    // (k, n) of every linear layer in the decoder body.
-    let mut shapes = vec![(h, h), (h, i), (i, h)];
-    match cfg.family {
-        Family::Baichuan2 => shapes.push((h, 3 * h)),
-        Family::Llama | Family::Qwen2 => shapes.push((h, kv)),
-    }
+/// `M` is, for every `(k, n)` of `shapes`. See [`Infer::min_stack_rows`].
+fn min_rows_for(shapes: &[(usize, usize)]) -> usize {
     let mut rows = 2;
-    for (k, n) in shapes {
-        // Not the "horizontal" kernel, which gemm uses when M·n <= 256.
+    for &(k, n) in shapes {
+        // Not the "horizontal" kernel, which gemm may use when M·n <= 256.
         rows = rows.max(256 / n.max(1) + 1);
         // k is split into blocks of min(k, 512) when both sides are <= 64, otherwise into
         // blocks from the cache sizes: the same split only when k <= 512.
@@ -129,29 +218,67 @@ fn min_stack_rows(cfg: &ModelConfig) -> usize {
 }
 
 impl Infer {
-    /// Freeze `params` (detached copies, no gradient graph) and prepare the head. LoRA adapter
-    /// tensors are refused: merge them first (`model::lora::merge`).
+    /// Copy the weights of `params` into the inference layout. LoRA adapter tensors are
+    /// refused: merge them first (`model::lora::merge`).
     pub fn new(model: Transformer, params: &Params) -> R<Infer> {
         if let Some((name, _)) = params.iter().find(|(n, _)| n.contains("lora_")) {
             return Err(InferError::Adapter(name.clone()));
         }
-        let params = params.frozen()?;
-        let head = model.head(&params)?.contiguous()?;
-        let min_rows = min_stack_rows(&model.cfg);
+        let p = params.frozen()?;
+        let cfg = &model.cfg;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for l in 0..cfg.num_hidden_layers {
+            let pre = format!("model.layers.{l}");
+            let attn = |m: &str| format!("{pre}.self_attn.{m}");
+            let mlp = |m: &str| format!("{pre}.mlp.{m}");
+            let qkv = match cfg.family {
+                Family::Baichuan2 => vec![attn("W_pack")],
+                Family::Llama | Family::Qwen2 => {
+                    vec![attn("q_proj"), attn("k_proj"), attn("v_proj")]
+                }
+            };
+            layers.push(Layer {
+                input_norm: p.get(&format!("{pre}.input_layernorm.weight"))?.clone(),
+                post_norm: p
+                    .get(&format!("{pre}.post_attention_layernorm.weight"))?
+                    .clone(),
+                qkv: fused(&p, &qkv)?,
+                o: fused(&p, &[attn("o_proj")])?,
+                gate_up: fused(&p, &[mlp("gate_proj"), mlp("up_proj")])?,
+                down: fused(&p, &[mlp("down_proj")])?,
+            });
+        }
+        let mut shapes = Vec::new();
+        for layer in &layers {
+            for lin in [&layer.qkv, &layer.o, &layer.gate_up, &layer.down] {
+                shapes.push(lin.shape()?);
+            }
+        }
+        let head = model.head(&p)?.contiguous()?;
+        let (vocab, width) = head.dims2()?;
+        let min_rows = min_rows_for(&shapes);
+        let min_head_rows = min_rows_for(&[(width, vocab)]);
+        let half = cfg.head_dim() / 2;
+        let (cos, sin) = model.rope_tables();
+        let (cos, sin) = (
+            cos.narrow(1, 0, half)?.contiguous()?,
+            sin.narrow(1, 0, half)?.contiguous()?,
+        );
         Ok(Infer {
+            embed: p.get("model.embed_tokens.weight")?.clone(),
+            norm: p.get("model.norm.weight")?.clone(),
             model,
-            params,
+            layers,
             head,
+            cos,
+            sin,
             min_rows,
+            min_head_rows,
         })
     }
 
     pub fn model(&self) -> &Transformer {
         &self.model
-    }
-
-    pub fn params(&self) -> &Params {
-        &self.params
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -174,10 +301,16 @@ impl Infer {
     /// `kc = min(k, 512)` instead of its cache-derived block when `M <= 64` and `n <= 64`.
     /// With every sequence at least this long, every `M` that can occur takes the main path
     /// with the same `kc`, so a row's output depends only on that row. Everything else in the
-    /// forward pass is row-wise (norms, activations, softmax) or one product per sequence and
-    /// head (attention), whose shape depends on the sequence alone.
+    /// forward pass is row-wise (norms, activations, softmax, RoPE) or one product per
+    /// sequence and key/value head (attention), whose shape depends on the sequence alone.
     pub fn min_stack_rows(&self) -> usize {
         self.min_rows
+    }
+
+    /// [`Infer::min_stack_rows`] for the output head: the least number of rows per sequence
+    /// when rows of several sequences go through [`Infer::logits`] together.
+    pub fn min_head_rows(&self) -> usize {
+        self.min_head_rows
     }
 
     /// Run `ids` — `rows` sequences of equal length, row-major — after `past` (positions
@@ -198,6 +331,58 @@ impl Infer {
                 rows,
             });
         }
+        let len = ids.len() / rows;
+        let start = past.map_or(0, KvCache::len);
+        let placement = Placement {
+            positions: (start..start + len).collect(),
+            segments: vec![0; len],
+        };
+        let (hidden, layers) = self.run(ids, rows, past, &placement)?;
+        Ok((
+            hidden,
+            KvCache {
+                layers,
+                rows,
+                len: start + len,
+            },
+        ))
+    }
+
+    /// Run several sequences packed into one row after a one-row `past`: `ids` holds segments
+    /// of `lens` tokens one after the other, each at positions `P..P+len` and seeing the cached
+    /// positions and the earlier tokens of its own segment only — as if each extended `past`
+    /// alone, without padding. Returns the final hidden states `[sum of lens, hidden]`.
+    pub fn forward_packed(&self, ids: &[u32], lens: &[usize], past: Option<&KvCache>) -> R<Tensor> {
+        if ids.is_empty() {
+            return Err(InferError::Empty);
+        }
+        if lens.iter().sum::<usize>() != ids.len() {
+            return Err(InferError::Segments {
+                ids: ids.len(),
+                total: lens.iter().sum(),
+            });
+        }
+        let start = past.map_or(0, KvCache::len);
+        let mut placement = Placement {
+            positions: Vec::with_capacity(ids.len()),
+            segments: Vec::with_capacity(ids.len()),
+        };
+        for (seg, &n) in lens.iter().enumerate() {
+            placement.positions.extend(start..start + n);
+            placement.segments.extend(std::iter::repeat_n(seg, n));
+        }
+        let (hidden, _) = self.run(ids, 1, past, &placement)?;
+        Ok(hidden.squeeze(0)?)
+    }
+
+    /// The forward pass proper: `rows` rows of `placement.positions.len()` new tokens.
+    fn run(
+        &self,
+        ids: &[u32],
+        rows: usize,
+        past: Option<&KvCache>,
+        placement: &Placement,
+    ) -> R<(Tensor, Vec<(Tensor, Tensor)>)> {
         let cfg = &self.model.cfg;
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
             return Err(InferError::Id {
@@ -205,8 +390,6 @@ impl Infer {
                 vocab: cfg.vocab_size,
             });
         }
-        let len = ids.len() / rows;
-        let start = past.map_or(0, KvCache::len);
         if let Some(p) = past
             && p.rows != 1
             && p.rows != rows
@@ -216,44 +399,48 @@ impl Infer {
                 rows,
             });
         }
-        if start + len > cfg.max_position_embeddings {
+        let start = past.map_or(0, KvCache::len);
+        let end = placement.positions.iter().max().map_or(start, |p| p + 1);
+        if end > cfg.max_position_embeddings {
             return Err(ModelError::TooLong {
-                len: start + len,
+                len: end,
                 max: cfg.max_position_embeddings,
             }
             .into());
         }
+        let len = placement.positions.len();
         let dev = &self.model.device;
-        let p = &self.params;
         let ids_t = Tensor::from_vec(ids.to_vec(), ids.len(), dev)?;
-        let emb = p.get("model.embed_tokens.weight")?;
-        let mut x = emb
+        let mut x = self
+            .embed
             .index_select(&ids_t, 0)?
             .reshape((rows, len, cfg.hidden_size))?;
-        let bias = self.attn_bias(start, len)?;
-        let mut f = Forward::eval();
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for l in 0..cfg.num_hidden_layers {
-            let n1 = p.get(&format!("model.layers.{l}.input_layernorm.weight"))?;
-            let cached = past.map(|c| &c.layers[l]);
-            let (a, kv) = self.attention(l, &self.model.rms_norm(&x, n1)?, cached, &bias)?;
-            layers.push(kv);
-            x = (x + a)?;
-            let n2 = p.get(&format!("model.layers.{l}.post_attention_layernorm.weight"))?;
-            let m = self
-                .model
-                .mlp(p, l, &self.model.rms_norm(&x, n2)?, &mut f)?;
-            x = (x + m)?;
-        }
-        let hidden = self.model.rms_norm(&x, p.get("model.norm.weight")?)?;
-        Ok((
-            hidden,
-            KvCache {
-                layers,
-                rows,
-                len: start + len,
+        let ctx = PassContext {
+            start,
+            biases: self.attn_biases(start, placement)?,
+            rope: match cfg.position {
+                Position::Rope => {
+                    let pos: Vec<u32> = placement.positions.iter().map(|&p| p as u32).collect();
+                    let pos = Tensor::from_vec(pos, len, dev)?;
+                    Some((
+                        self.cos.index_select(&pos, 0)?,
+                        self.sin.index_select(&pos, 0)?,
+                    ))
+                }
+                Position::Alibi => None,
             },
-        ))
+        };
+        let mut caches = Vec::with_capacity(self.layers.len());
+        for (l, layer) in self.layers.iter().enumerate() {
+            let cached = past.map(|c| &c.layers[l]);
+            let h = self.rms_norm(&x, &layer.input_norm)?;
+            let (a, kv) = self.attention(layer, &h, cached, &ctx)?;
+            caches.push(kv);
+            x = (x + a)?;
+            let h = self.rms_norm(&x, &layer.post_norm)?;
+            x = (x + self.mlp(layer, &h)?)?;
+        }
+        Ok((self.rms_norm(&x, &self.norm)?, caches))
     }
 
     /// Logits `[..., vocab]` of hidden states `[..., hidden]`.
@@ -269,51 +456,69 @@ impl Infer {
         }
     }
 
-    /// Additive bias `[1 or heads, len, start + len]` for queries at positions
-    /// `start..start+len` over keys at `0..start+len`: causal mask, plus ALiBi when configured
-    /// (slope × (key position − query position), as in the training forward).
-    fn attn_bias(&self, start: usize, len: usize) -> R<Tensor> {
-        let keys = start + len;
+    /// RMSNorm with candle's fused kernel (per row, whatever the number of rows).
+    fn rms_norm(&self, x: &Tensor, w: &Tensor) -> R<Tensor> {
+        let eps = self.model.cfg.rms_norm_eps as f32;
+        Ok(candle_nn::ops::rms_norm(&x.contiguous()?, w, eps)?)
+    }
+
+    /// SwiGLU: `down(silu(gate(x)) · up(x))`.
+    fn mlp(&self, layer: &Layer, x: &Tensor) -> R<Tensor> {
+        let gu = layer.gate_up.forward(x)?;
+        let i = self.model.cfg.intermediate_size;
+        let g = gu.narrow(2, 0, i)?;
+        let u = gu.narrow(2, i, i)?;
+        layer.down.forward(&(candle_nn::ops::silu(&g)? * u)?)
+    }
+
+    /// Additive attention bias of each query block (see [`QUERY_BLOCK`]), `[1 or heads, n,
+    /// keys]` with `keys` up to the block's last query: a query sees every cached position and
+    /// the new tokens of its own segment at positions up to its own; ALiBi adds slope × (key
+    /// position − query position), as in the training forward.
+    fn attn_biases(&self, start: usize, pl: &Placement) -> R<Vec<Tensor>> {
+        let len = pl.positions.len();
         let dev = &self.model.device;
-        match self.model.cfg.position {
-            Position::Rope => {
-                let mut m = vec![0f32; len * keys];
-                for i in 0..len {
-                    for j in start + i + 1..keys {
-                        m[i * keys + j] = f32::NEG_INFINITY;
-                    }
-                }
-                Ok(Tensor::from_vec(m, (1, len, keys), dev)?)
-            }
-            Position::Alibi => {
-                let heads = self.model.cfg.num_attention_heads;
-                let slopes = alibi_slopes(heads);
-                let mut m = vec![0f32; heads * len * keys];
-                for (h, s) in slopes.iter().enumerate() {
-                    for i in 0..len {
-                        let q = start + i;
-                        for j in 0..keys {
-                            m[(h * len + i) * keys + j] = if j > q {
-                                f32::NEG_INFINITY
-                            } else {
-                                (s * (j as f64 - q as f64)) as f32
-                            };
+        let slopes = match self.model.cfg.position {
+            Position::Rope => vec![0.0],
+            Position::Alibi => alibi_slopes(self.model.cfg.num_attention_heads),
+        };
+        let mut out = Vec::with_capacity(len.div_ceil(QUERY_BLOCK));
+        let mut q0 = 0;
+        while q0 < len {
+            let n = QUERY_BLOCK.min(len - q0);
+            let keys = start + q0 + n;
+            let mut m = vec![f32::NEG_INFINITY; slopes.len() * n * keys];
+            for i in 0..n {
+                let (qp, qs) = (pl.positions[q0 + i], pl.segments[q0 + i]);
+                for j in 0..keys {
+                    let kp = if j < start {
+                        j
+                    } else {
+                        let jj = j - start;
+                        if pl.segments[jj] != qs || pl.positions[jj] > qp {
+                            continue;
                         }
+                        pl.positions[jj]
+                    };
+                    for (h, sl) in slopes.iter().enumerate() {
+                        m[(h * n + i) * keys + j] = (sl * (kp as f64 - qp as f64)) as f32;
                     }
                 }
-                Ok(Tensor::from_vec(m, (heads, len, keys), dev)?)
             }
+            out.push(Tensor::from_vec(m, (slopes.len(), n, keys), dev)?);
+            q0 += n;
         }
+        Ok(out)
     }
 
     /// One attention block over `x` [B, L, H] after the cached keys and values of this layer.
     /// Returns the block's output and this layer's keys/values for all positions.
     fn attention(
         &self,
-        l: usize,
+        layer: &Layer,
         x: &Tensor,
         past: Option<&(Tensor, Tensor)>,
-        bias: &Tensor,
+        ctx: &PassContext,
     ) -> R<(Tensor, (Tensor, Tensor))> {
         let (b, t, h) = x.dims3()?;
         let cfg = &self.model.cfg;
@@ -322,35 +527,21 @@ impl Infer {
             cfg.num_key_value_heads,
             cfg.head_dim(),
         );
-        let p = &self.params;
-        let mut f = Forward::eval();
-        let pre = format!("model.layers.{l}.self_attn");
-        let (q, k, v) = match cfg.family {
-            Family::Baichuan2 => {
-                let qkv = self.model.linear(p, &format!("{pre}.W_pack"), x, &mut f)?;
-                (
-                    qkv.narrow(2, 0, h)?,
-                    qkv.narrow(2, h, h)?,
-                    qkv.narrow(2, 2 * h, h)?,
-                )
-            }
-            Family::Llama | Family::Qwen2 => (
-                self.model.linear(p, &format!("{pre}.q_proj"), x, &mut f)?,
-                self.model.linear(p, &format!("{pre}.k_proj"), x, &mut f)?,
-                self.model.linear(p, &format!("{pre}.v_proj"), x, &mut f)?,
-            ),
-        };
+        let kv = nkv * hd;
+        let qkv = layer.qkv.forward(x)?;
+        let q = qkv.narrow(2, 0, h)?;
+        let k = qkv.narrow(2, h, kv)?;
+        let v = qkv.narrow(2, h + kv, kv)?;
         let q = q.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous()?;
         let k = k.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
         let v = v.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
-        let start = past.map_or(Ok(0), |(pk, _)| pk.dim(2))?;
-        let (q, k) = if cfg.position == Position::Rope {
-            (
-                self.model.rope_at(&q, start)?,
-                self.model.rope_at(&k, start)?,
-            )
-        } else {
-            (q, k)
+        let start = ctx.start;
+        let (q, k) = match &ctx.rope {
+            Some((cos, sin)) => (
+                candle_nn::rotary_emb::rope(&q, cos, sin)?,
+                candle_nn::rotary_emb::rope(&k, cos, sin)?,
+            ),
+            None => (q, k),
         };
         let (k, v) = match past {
             None => (k, v),
@@ -364,40 +555,32 @@ impl Infer {
                 )
             }
         };
-        let keys = start + t;
-        let (ke, ve) = if nkv != nh {
-            let rep = nh / nkv;
-            let expand = |z: &Tensor| -> R<Tensor> {
-                Ok(z.unsqueeze(2)?
-                    .broadcast_as((b, nkv, rep, keys, hd))?
-                    .reshape((b, nh, keys, hd))?)
-            };
-            (expand(&k)?, expand(&v)?)
-        } else {
-            (k.clone(), v.clone())
-        };
-        let kt = ke.t()?.contiguous()?;
+        // Query head h reads key/value head h / rep (Hugging Face's `repeat_kv`): multiply each
+        // key/value head with its `rep` query heads stacked, [B, nkv, rep·n, hd].
+        let rep = nh / nkv;
+        let kt = k.t()?.contiguous()?;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut outs = Vec::with_capacity(t.div_ceil(QUERY_BLOCK));
         let mut q0 = 0;
-        while q0 < t {
+        for bb in &ctx.biases {
             let n = QUERY_BLOCK.min(t - q0);
             // Keys after the block's last query are masked anyway: leave them out.
             let visible = start + q0 + n;
-            let (qb, kb, vb, bb) = if n == t {
-                (q.clone(), kt.clone(), ve.clone(), bias.clone())
+            let (qb, kb, vb) = if n == t {
+                (q.clone(), kt.clone(), v.clone())
             } else {
                 (
-                    q.narrow(2, q0, n)?,
+                    q.narrow(2, q0, n)?.contiguous()?,
                     kt.narrow(3, 0, visible)?.contiguous()?,
-                    ve.narrow(2, 0, visible)?.contiguous()?,
-                    bias.narrow(1, q0, n)?.narrow(2, 0, visible)?,
+                    v.narrow(2, 0, visible)?.contiguous()?,
                 )
             };
-            let scores = (qb.contiguous()?.matmul(&kb)? * scale)?;
-            let scores = scores.broadcast_add(&bb)?;
-            let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-            outs.push(probs.matmul(&vb)?);
+            let qb = qb.reshape((b, nkv, rep * n, hd))?;
+            let scores = (qb.matmul(&kb)?.reshape((b, nh, n, visible))? * scale)?;
+            let scores = scores.broadcast_add(bb)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let out = probs.reshape((b, nkv, rep * n, visible))?.matmul(&vb)?;
+            outs.push(out.reshape((b, nh, n, hd))?);
             q0 += n;
         }
         let out = if outs.len() == 1 {
@@ -406,10 +589,7 @@ impl Infer {
             Tensor::cat(&outs, 2)?
         };
         let out = out.transpose(1, 2)?.reshape((b, t, h))?;
-        let out = self
-            .model
-            .linear(p, &format!("{pre}.o_proj"), &out, &mut f)?;
-        Ok((out, (k, v)))
+        Ok((layer.o.forward(&out)?, (k, v)))
     }
 }
 
@@ -473,6 +653,13 @@ impl<'a> Session<'a> {
         self.clone()
     }
 
+    /// Hidden states `[sum of lens, hidden]` of several continuations of this session's
+    /// positions, packed one after the other without padding (see [`Infer::forward_packed`]).
+    /// The session itself is left unchanged.
+    pub fn extend_packed(&self, ids: &[u32], lens: &[usize]) -> R<Tensor> {
+        self.infer.forward_packed(ids, lens, self.cache.as_ref())
+    }
+
     /// Hidden states `[rows, len, hidden]` of `rows` continuations of equal length (row-major
     /// ids, right-padded by the caller if needed), each following this session's positions.
     /// The session itself is left unchanged.
@@ -509,6 +696,7 @@ pub fn host_rows(logits: &Tensor) -> R<Vec<Vec<f32>>> {
 mod tests {
     use super::*;
     use crate::model::Param;
+    use crate::model::transformer::Forward;
     use crate::rng::Rng;
     use crate::spec::InitConfig;
 
@@ -551,7 +739,7 @@ mod tests {
     }
 
     /// `Params::init`, with random (non-zero) biases so Qwen2's are exercised.
-    pub(crate) fn infer_for(c: &ModelConfig, seed: u64) -> Infer {
+    fn infer_for(c: &ModelConfig, seed: u64) -> (Infer, Params) {
         let dev = Device::Cpu;
         let base = Params::init(c, seed, &dev).unwrap();
         let mut params = Params::default();
@@ -566,7 +754,7 @@ mod tests {
             }
         }
         let model = Transformer::new(c.clone(), &dev).unwrap();
-        Infer::new(model, &params).unwrap()
+        (Infer::new(model, &params).unwrap(), params)
     }
 
     fn tokens(seed: u64, n: usize) -> Vec<u32> {
@@ -575,11 +763,11 @@ mod tests {
     }
 
     /// Logits of one uncached training-forward pass over `ids`.
-    fn full(infer: &Infer, ids: &[u32]) -> Vec<Vec<f32>> {
+    fn full((infer, params): &(Infer, Params), ids: &[u32]) -> Vec<Vec<f32>> {
         let t = Tensor::from_vec(ids.to_vec(), (1, ids.len()), &Device::Cpu).unwrap();
         let logits = infer
             .model()
-            .forward(infer.params(), &t, &mut Forward::eval())
+            .forward(params, &t, &mut Forward::eval())
             .unwrap();
         host_rows(&logits.squeeze(0).unwrap()).unwrap()
     }
@@ -599,9 +787,10 @@ mod tests {
     #[test]
     fn prefill_then_extend_matches_one_full_forward() {
         for c in configs() {
-            let infer = infer_for(&c, 3);
+            let pair = infer_for(&c, 3);
+            let infer = &pair.0;
             let ids = tokens(1, 12);
-            let want = full(&infer, &ids);
+            let want = full(&pair, &ids);
             let mut s = infer.session();
             let mut got = rows(&s.prefill(&ids[..5]).unwrap());
             got.extend(rows(&s.extend(&ids[5..9]).unwrap()));
@@ -633,10 +822,26 @@ mod tests {
             let r1 = rows(&infer.logits(&h.get(1).unwrap()).unwrap());
             let mut alt = ids[..9].to_vec();
             alt.extend(&other);
-            let want_alt = full(&infer, &alt);
+            let want_alt = full(&pair, &alt);
             assert!(max_diff(&r0, &want[9..]) < 1e-4);
             assert!(max_diff(&r1, &want_alt[9..]) < 1e-4);
             assert_eq!(s.len(), 9, "extend_rows leaves the session as it was");
+
+            // Three continuations of different lengths packed into one row, no padding.
+            let (c1, c2) = (tokens(3, 1), tokens(4, 4));
+            let mut packed = ids[9..12].to_vec();
+            packed.extend(&c1);
+            packed.extend(&c2);
+            let h = s.extend_packed(&packed, &[3, 1, 4]).unwrap();
+            let got = rows(&infer.logits(&h).unwrap());
+            assert!(max_diff(&got[..3], &want[9..]) < 1e-4);
+            for (cont, at) in [(&c1, 3), (&c2, 4)] {
+                let mut alt = ids[..9].to_vec();
+                alt.extend(cont.iter());
+                let w = full(&pair, &alt);
+                let d = max_diff(&got[at..at + cont.len()], &w[9..]);
+                assert!(d < 1e-4, "{:?}/{:?}: packed {d}", c.family, c.position);
+            }
 
             // Control: the continuation without its context is different, so the comparison
             // above does see positions and cached keys.
@@ -648,11 +853,12 @@ mod tests {
     #[test]
     fn cached_greedy_decode_equals_uncached_greedy_decode() {
         for c in configs() {
-            let infer = infer_for(&c, 5);
+            let pair = infer_for(&c, 5);
+            let infer = &pair.0;
             let prompt = tokens(9, 4);
             let mut uncached = prompt.clone();
             for _ in 0..20 {
-                let logits = full(&infer, &uncached);
+                let logits = full(&pair, &uncached);
                 let last = logits.last().unwrap();
                 uncached.push(argmax(last).unwrap() as u32);
             }
@@ -675,9 +881,10 @@ mod tests {
     fn long_inputs_in_query_blocks_match_the_full_forward() {
         let mut c = cfg(Family::Baichuan2, Position::Alibi, 4, 4, false);
         c.max_position_embeddings = 1200;
-        let infer = infer_for(&c, 4);
+        let pair = infer_for(&c, 4);
+        let infer = &pair.0;
         let ids = tokens(4, 1100);
-        let want = full(&infer, &ids);
+        let want = full(&pair, &ids);
         let mut s = infer.session();
         let mut got = rows(&s.prefill(&ids[..1030]).unwrap());
         got.extend(rows(&s.extend(&ids[1030..]).unwrap()));
@@ -687,7 +894,8 @@ mod tests {
     #[test]
     fn positions_past_the_model_maximum_are_refused() {
         let c = cfg(Family::Llama, Position::Rope, 4, 2, false);
-        let infer = infer_for(&c, 1);
+        let pair = infer_for(&c, 1);
+        let infer = &pair.0;
         let mut s = infer.session();
         s.prefill(&tokens(1, 64)).unwrap();
         let err = s.extend(&[1]).unwrap_err();
@@ -715,19 +923,25 @@ mod tests {
 
     #[test]
     fn stacked_row_minimum_follows_the_layer_shapes() {
-        // Tiny test model: k/v projections have 16 outputs, so 17 rows keep 17·16 > 256.
+        let rows = |c: &ModelConfig| {
+            let i = infer_for(c, 1).0;
+            (i.min_stack_rows(), i.min_head_rows())
+        };
+        // Tiny test model: o_proj and down_proj have 32 outputs, so 9 rows keep 9·32 > 256;
+        // the head has 97.
         let c = cfg(Family::Llama, Position::Rope, 4, 2, false);
-        assert_eq!(min_stack_rows(&c), 17);
-        // SmolLM2-135M: hidden 576, 3 kv heads of 64, intermediate 1536.
+        assert_eq!(rows(&c), (9, 3));
+        // SmolLM2-135M's shapes: hidden 576, 3 kv heads of 64, intermediate 1536.
         let mut s = c.clone();
         s.hidden_size = 576;
         s.num_attention_heads = 9;
         s.num_key_value_heads = 3;
         s.intermediate_size = 1536;
-        assert_eq!(min_stack_rows(&s), 2);
+        s.num_hidden_layers = 1;
+        assert_eq!(rows(&s), (2, 3));
         // A down projection with k > 512 into <= 64 outputs needs more than 64 rows.
         let mut w = c;
         w.intermediate_size = 600;
-        assert_eq!(min_stack_rows(&w), 65);
+        assert_eq!(rows(&w).0, 65);
     }
 }

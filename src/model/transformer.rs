@@ -93,13 +93,13 @@ impl Transformer {
         })
     }
 
-    pub(crate) fn linear(
-        &self,
-        p: &Params,
-        module: &str,
-        x: &Tensor,
-        f: &mut Forward<'_>,
-    ) -> R<Tensor> {
+    /// The RoPE tables `(cos, sin)`, `[max_positions, head_dim]` each (both halves of a row
+    /// are equal).
+    pub(crate) fn rope_tables(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
+    }
+
+    fn linear(&self, p: &Params, module: &str, x: &Tensor, f: &mut Forward<'_>) -> R<Tensor> {
         let w = p.get(&format!("{module}.weight"))?;
         let mut y = matmul_t(x, w)?;
         if let Some(b) = p.try_get(&format!("{module}.bias")) {
@@ -120,7 +120,7 @@ impl Transformer {
         Ok(y)
     }
 
-    pub(crate) fn rms_norm(&self, x: &Tensor, w: &Tensor) -> R<Tensor> {
+    fn rms_norm(&self, x: &Tensor, w: &Tensor) -> R<Tensor> {
         let eps = self.cfg.rms_norm_eps;
         let inv = x
             .sqr()?
@@ -131,12 +131,11 @@ impl Transformer {
         Ok(x.broadcast_mul(&inv)?.broadcast_mul(w)?)
     }
 
-    /// Rotary embedding of `x` [B, heads, T, D] whose first row is position `start`.
-    pub(crate) fn rope_at(&self, x: &Tensor, start: usize) -> R<Tensor> {
-        let t = x.dim(2)?;
+    fn rope(&self, x: &Tensor, t: usize) -> R<Tensor> {
+        // x: [B, heads, T, D]
         let d = self.cfg.head_dim();
-        let cos = self.cos.narrow(0, start, t)?;
-        let sin = self.sin.narrow(0, start, t)?;
+        let cos = self.cos.narrow(0, 0, t)?;
+        let sin = self.sin.narrow(0, 0, t)?;
         let x1 = x.narrow(D::Minus1, 0, d / 2)?;
         let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
         let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
@@ -210,7 +209,7 @@ impl Transformer {
         let k = k.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
         let v = v.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
         let (q, k) = if cfg.position == Position::Rope {
-            (self.rope_at(&q, 0)?, self.rope_at(&k, 0)?)
+            (self.rope(&q, t)?, self.rope(&k, t)?)
         } else {
             (q, k)
         };
@@ -232,7 +231,7 @@ impl Transformer {
         self.linear(p, &format!("{pre}.o_proj"), &out, f)
     }
 
-    pub(crate) fn mlp(&self, p: &Params, l: usize, x: &Tensor, f: &mut Forward<'_>) -> R<Tensor> {
+    fn mlp(&self, p: &Params, l: usize, x: &Tensor, f: &mut Forward<'_>) -> R<Tensor> {
         let pre = format!("model.layers.{l}.mlp");
         let g = self.linear(p, &format!("{pre}.gate_proj"), x, f)?;
         let u = self.linear(p, &format!("{pre}.up_proj"), x, f)?;
