@@ -3,9 +3,11 @@
 //! inference of `model::infer`.
 //!
 //! # Tokenisation (as lm-evaluation-harness)
-//! The context and each continuation are encoded separately (nothing added) and concatenated,
-//! so a choice is scored on exactly its own tokens. An empty context becomes one prefix token:
-//! BOS when the tokenizer has one, EOS otherwise (lm-eval's `prefix_token_id`). When context +
+//! As lm-eval's `_encode_pair`: whitespace that ends the context moves to the front of the
+//! continuation, context + continuation are encoded as one text, and the continuation's tokens
+//! are the ones after the context's own tokens (so a merge across the boundary is scored as
+//! lm-eval scores it). An empty context becomes one prefix token: BOS when the tokenizer has
+//! one, EOS otherwise (lm-eval's `prefix_token_id`), and the continuation is encoded alone. When context +
 //! continuation exceed [`ModelBackend::max_length`] tokens of input, the context is cut from
 //! the left and the continuation kept whole; a continuation longer than the whole window is an
 //! error. Rolling log-likelihood uses lm-eval's disjoint windows of `max_length` tokens, the
@@ -349,6 +351,30 @@ impl ModelBackend {
             })
     }
 
+    /// lm-evaluation-harness's pair encoding: whitespace that ends the context moves to the
+    /// front of every continuation; each (context + continuation) is encoded as one text and
+    /// the continuation's tokens are what follows the context's own tokens. An empty context
+    /// is one prefix token, and the continuation is then encoded alone.
+    fn encode_pair(&self, req: &LlRequest, ri: usize) -> R<(Vec<u32>, Vec<Vec<u32>>)> {
+        let context = req.context.trim_end();
+        let moved = &req.context[context.len()..];
+        let mut conts = Vec::with_capacity(req.continuations.len());
+        if context.is_empty() {
+            for (ci, c) in req.continuations.iter().enumerate() {
+                let text = format!("{moved}{c}");
+                conts.push(self.encode(&text, || format!("request {ri}: continuation {ci}"))?);
+            }
+            return Ok((vec![self.prefix_id()], conts));
+        }
+        let ctx = self.encode(context, || format!("request {ri}: context"))?;
+        for (ci, c) in req.continuations.iter().enumerate() {
+            let text = format!("{context}{moved}{c}");
+            let whole = self.encode(&text, || format!("request {ri}: continuation {ci}"))?;
+            conts.push(whole.get(ctx.len()..).unwrap_or_default().to_vec());
+        }
+        Ok((ctx, conts))
+    }
+
     /// Sequences per pass for a bucket of `len` positions.
     fn per_pass(&self, len: usize) -> usize {
         if len < self.infer.min_stack_rows() {
@@ -498,14 +524,7 @@ impl ModelBackend {
         let mut whole: Vec<(usize, usize)> = Vec::new();
         let mut seqs: Vec<Seq> = Vec::new();
         for (ri, req) in reqs.iter().enumerate() {
-            let mut ctx = self.encode(&req.context, || format!("request {ri}: context"))?;
-            if ctx.is_empty() {
-                ctx.push(self.prefix_id());
-            }
-            let mut conts = Vec::with_capacity(req.continuations.len());
-            for (ci, c) in req.continuations.iter().enumerate() {
-                conts.push(self.encode(c, || format!("request {ri}: continuation {ci}"))?);
-            }
+            let (ctx, conts) = self.encode_pair(req, ri)?;
             tokens.push(conts.iter().map(Vec::len).collect());
             parts.push(vec![Part::EMPTY; conts.len()]);
             let mut shared = Vec::new();

@@ -24,8 +24,8 @@ pub mod tasks;
 use serde::{Deserialize, Serialize};
 
 /// Log-likelihood of each continuation after one shared context (lm-evaluation-harness
-/// `loglikelihood`): the context and each continuation are tokenised separately and
-/// concatenated, so a choice `" Paris"` is scored on exactly its own tokens.
+/// `loglikelihood`), tokenised as lm-eval's `_encode_pair` does (see `backend`'s module docs):
+/// a choice `" Paris"` is scored on the tokens that follow the context's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LlRequest {
     pub context: String,
