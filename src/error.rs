@@ -48,6 +48,9 @@ pub enum Error {
     /// A reproduction produced other bytes than the record (exit 4).
     #[error("{message}")]
     ReproDiffers { message: String, hint: String },
+    /// An evaluation ended with a failed task; its (partial) results were reported (exit 1).
+    #[error("{message}")]
+    EvalIncomplete { message: String, hint: String },
     /// A promotion gate rejected the checkpoint (exit 3).
     #[error("{message}")]
     GateRejected { message: String, hint: String },
@@ -63,7 +66,9 @@ impl Error {
             | Error::Ref(_)
             | Error::Device(_)
             | Error::Dirty { .. } => EXIT_USER,
-            Error::Problems { .. } | Error::Promotion(_) => EXIT_USER,
+            Error::Problems { .. } | Error::EvalIncomplete { .. } | Error::Promotion(_) => {
+                EXIT_USER
+            }
             Error::GateRejected { .. } => EXIT_GATE,
             Error::ReproDiffers { .. } => EXIT_REPRO,
             Error::Store(e) if e.is_user_error() => EXIT_USER,
@@ -90,6 +95,7 @@ impl Error {
                 "this build can plan, lock and record runs, but its training engine does not implement this stage kind".into()
             }
             Error::Problems { hint, .. }
+            | Error::EvalIncomplete { hint, .. }
             | Error::GateRejected { hint, .. }
             | Error::ReproDiffers { hint, .. } => hint.clone(),
             Error::Promotion(e) => e.hint(),

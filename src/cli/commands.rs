@@ -45,13 +45,27 @@ pub fn dispatch(cli: &Cli, executors: &Executors, p: &Printer) -> Result<u8> {
                 batch_size: *batch_size,
             };
             let (ck, ev) = ops::eval::eval(&project, reference, suite, &opts, p)?;
+            let incomplete = (!ev.results.complete()).then(|| Error::EvalIncomplete {
+                message: format!(
+                    "evaluation incomplete: {}",
+                    ev.results.error.clone().unwrap_or_default()
+                ),
+                hint: "fix the failing task and run `medrun eval` again".into(),
+            });
             if p.json {
-                p.json_value(&serde_json::json!({
+                let mut doc = serde_json::json!({
                     "checkpoint": ck.output,
                     "results_output": ev.output,
                     "cached": ev.cached,
+                    "complete": incomplete.is_none(),
                     "results": ev.results,
-                }));
+                });
+                if let Some(e) = &incomplete {
+                    doc["error"] = e.to_string().into();
+                    doc["hint"] = e.hint().into();
+                    doc["exit_code"] = e.exit_code().into();
+                }
+                p.json_value(&doc);
             } else {
                 p.data(&crate::eval::suite::summary_markdown(&ev.results));
                 p.data(&format!(
@@ -60,16 +74,9 @@ pub fn dispatch(cli: &Cli, executors: &Executors, p: &Printer) -> Result<u8> {
                     if ev.cached { " (cached)" } else { "" }
                 ));
             }
-            if ev.results.complete() {
-                Ok(EXIT_OK)
-            } else {
-                Err(Error::Problems {
-                    message: format!(
-                        "evaluation incomplete: {}",
-                        ev.results.error.clone().unwrap_or_default()
-                    ),
-                    hint: "fix the failing task and run `medrun eval` again".into(),
-                })
+            match incomplete {
+                None => Ok(EXIT_OK),
+                Some(e) => Err(e),
             }
         }
         Command::Promote {
@@ -258,6 +265,12 @@ fn cwd_project(store: Option<&Path>) -> Result<Project> {
 fn lock(store: Option<&Path>, check: bool, verify: bool, p: &Printer) -> Result<u8> {
     let project = cwd_project(store)?;
     let report = ops::lock::lock(&project, check, verify)?;
+    for a in &report.absent {
+        p.warn(&format!(
+            "`{}` is not in this checkout; its locked hash is kept (fetch it with `{}`)",
+            a.path, a.fetch
+        ));
+    }
     if p.json {
         p.json_value(&serde_json::to_value(&report).unwrap_or_default());
     } else if check {

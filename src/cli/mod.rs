@@ -222,13 +222,15 @@ where
         Ok(code) => code,
         Err(e) => {
             printer.error(&e.to_string(), e.hint().as_deref());
-            // A gate rejection has already printed its report (with `passed: false`) as the
-            // one JSON document on stdout.
+            // A gate rejection, a differing reproduction and an incomplete evaluation have
+            // already printed their report (with the failure in it) as the one JSON document
+            // on stdout.
             if cli.json
                 && !matches!(
                     e,
                     crate::error::Error::GateRejected { .. }
                         | crate::error::Error::ReproDiffers { .. }
+                        | crate::error::Error::EvalIncomplete { .. }
                 )
             {
                 printer.json_value(&serde_json::json!({

@@ -276,7 +276,45 @@ fn run_scores_and_gates_promote_records_history_and_results_are_stable() {
             .contains("<|im_start|>user")
     );
 
-    // 8. A malformed eval record names file:line, before the model is loaded.
+    // 8. A task that fails part-way (a choice longer than the model's window) leaves the
+    // results partial: exit 1, and with --json one document saying so.
+    let long = "word ".repeat(3000);
+    p.write(
+        "evals/long.yaml",
+        &format!(
+            "version: 1\nname: long\ndatasets:\n  mc: {{path: data/eval/mc.jsonl, format: jsonl}}\n\
+             tasks:\n  - name: too-long\n    kind: multiple_choice\n    dataset: mc\n    \
+             prompt: \"{{{{ question }}}}\"\n    choices: {{literal: [short, \"{long}\"]}}\n    \
+             answer: {{field: answer, as: index}}\n"
+        ),
+    );
+    let o = medrun(
+        &p,
+        &["eval", "latest:dpo", "--suite", "evals/long.yaml", "--json"],
+        2,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let doc = json_out(&o);
+    assert_eq!(doc["complete"], json!(false), "{doc}");
+    assert_eq!(doc["results"]["status"], json!("partial"), "{doc}");
+    assert_eq!(doc["exit_code"], json!(1));
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("evaluation incomplete"),
+        "{doc}"
+    );
+    assert!(
+        stderr(&o).contains("evaluation incomplete"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_file(p.path("evals/long.yaml")).unwrap();
+
+    // 9. A malformed eval record names file:line, before the model is loaded.
     let mut mc = p.read("data/eval/mc.jsonl");
     mc.push_str("{\"question\": \"broken\", \"choices\": [\"a\", \"b\"]\n");
     p.write("data/eval/mc.jsonl", &mc);
