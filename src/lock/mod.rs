@@ -44,7 +44,12 @@ pub enum LockError {
     #[error("{at}: {message}")]
     Invalid { at: At, message: String },
     #[error("{what} `{path}` does not exist")]
-    Missing { path: RelPath, what: String },
+    Missing {
+        path: RelPath,
+        what: String,
+        /// The spec's command that fetches this input (`model.fetch`), if it names one.
+        fetch: Option<String>,
+    },
     #[error("cannot read `{path}`: {source}")]
     Io {
         path: PathBuf,
@@ -70,7 +75,10 @@ impl LockError {
                 "datasets.lock is generated: delete it and run `medrun lock` to write it again"
                     .into()
             }
-            LockError::Missing { .. } => {
+            LockError::Missing {
+                fetch: Some(cmd), ..
+            } => format!("fetch it with `{cmd}` (the spec's `model.fetch`), then run again"),
+            LockError::Missing { fetch: None, .. } => {
                 "restore the file, or fix the path in the spec or suite that names it".into()
             }
             LockError::Io { .. } => "check the path and its permissions".into(),
@@ -260,6 +268,7 @@ pub fn digest(
             return Err(LockError::Missing {
                 path: rel.clone(),
                 what: what.to_string(),
+                fetch: None,
             });
         }
         Err(e) => return Err(io(&path)(e)),

@@ -14,15 +14,34 @@ use crate::spec::{self, Format, RelPath};
 #[derive(Debug, Clone, Serialize)]
 pub struct LockReport {
     pub entries: usize,
+    /// Inputs absent from this checkout whose spec says how to fetch them: their pins were kept.
+    pub absent: Vec<Absent>,
     pub written: bool,
     pub changed: Vec<Stale>,
     pub cache_hits: u64,
     pub hashed: u64,
 }
 
+/// A fetchable input (`model.fetch`) missing from the checkout, whose locked pin was kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct Absent {
+    pub path: RelPath,
+    pub fetch: String,
+}
+
 /// Every input path of the project, with its format and the names that use it.
-pub fn collect_inputs(project: &Project) -> Result<BTreeMap<RelPath, (Format, Vec<String>)>> {
-    let mut all: BTreeMap<RelPath, (Format, Vec<String>)> = BTreeMap::new();
+pub fn collect_inputs(project: &Project) -> Result<Inputs> {
+    Ok(collect(project)?.0)
+}
+
+/// Input paths with their format and the names that use them.
+type Inputs = BTreeMap<RelPath, (Format, Vec<String>)>;
+
+/// Every input of the project, and every fetchable input of the specs in `runs/` with its
+/// fetch command.
+fn collect(project: &Project) -> Result<(Inputs, BTreeMap<RelPath, String>)> {
+    let mut fetchable = BTreeMap::new();
+    let mut all: Inputs = BTreeMap::new();
     let mut add = |path: RelPath, format: Format, name: String| -> Result<()> {
         match all.get_mut(&path) {
             Some((f, names)) => {
@@ -48,6 +67,7 @@ pub fn collect_inputs(project: &Project) -> Result<BTreeMap<RelPath, (Format, Ve
     for spec_path in spec::discover(&project.root, "runs").map_err(io)? {
         let loaded = spec::load_spec(&project.root, &spec_path)?;
         let names = super::plan::input_names(&loaded.spec);
+        fetchable.extend(loaded.spec.fetchable_inputs());
         for (path, format) in loaded.spec.all_inputs() {
             let n = names.get(&path).map(|v| v.join(",")).unwrap_or_default();
             add(path, format, format!("{}: {n}", loaded.display.display()))?;
@@ -62,11 +82,11 @@ pub fn collect_inputs(project: &Project) -> Result<BTreeMap<RelPath, (Format, Ve
             add(d.path.clone(), d.format, format!("{}: {n}", suite.path))?;
         }
     }
-    Ok(all)
+    Ok((all, fetchable))
 }
 
 pub fn lock(project: &Project, check: bool, verify: bool) -> Result<LockReport> {
-    let inputs = collect_inputs(project)?;
+    let (inputs, fetchable) = collect(project)?;
     let existing = Lockfile::read(&project.root)?;
     let mut cache = if verify {
         StateCache::disabled()
@@ -75,9 +95,33 @@ pub fn lock(project: &Project, check: bool, verify: bool) -> Result<LockReport> 
     };
     let mut fresh = Lockfile::default();
     let mut names = BTreeMap::new();
+    let mut absent = Vec::new();
     for (path, (format, users)) in &inputs {
         let what = format!("input used by {}", users.join("; "));
-        let pin = lock::digest(&project.root, path, *format, &what, &mut cache)?;
+        let pin = match lock::digest(&project.root, path, *format, &what, &mut cache) {
+            Ok(pin) => pin,
+            // A model the spec fetches with a script may be absent from a checkout: its pin
+            // stays as locked (`medrun run` still refuses to start without the file).
+            Err(LockError::Missing { .. })
+                if fetchable.contains_key(path)
+                    && existing
+                        .as_ref()
+                        .and_then(|l| l.entries.get(path))
+                        .is_some_and(|p| p.format == *format) =>
+            {
+                absent.push(Absent {
+                    path: path.clone(),
+                    fetch: fetchable[path].clone(),
+                });
+                existing
+                    .as_ref()
+                    .map(|l| l.entries[path].clone())
+                    .ok_or_else(|| {
+                        crate::error::Error::Io(format!("datasets.lock lost `{path}`"))
+                    })?
+            }
+            Err(e) => return Err(super::plan::with_fetch(e, &fetchable).into()),
+        };
         fresh.entries.insert(path.clone(), pin);
         names.insert(path.clone(), users.clone());
     }
@@ -99,6 +143,7 @@ pub fn lock(project: &Project, check: bool, verify: bool) -> Result<LockReport> 
     }
     let report = |written| LockReport {
         entries: fresh.entries.len(),
+        absent: absent.clone(),
         written,
         changed: changed.clone(),
         cache_hits: cache.hits,

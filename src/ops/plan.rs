@@ -73,6 +73,7 @@ pub fn digest_inputs(
     cache: &mut StateCache,
 ) -> Result<BTreeMap<RelPath, Pin>> {
     let names = input_names(&loaded.spec);
+    let fetchable = loaded.spec.fetchable_inputs();
     let mut pins = BTreeMap::new();
     for (path, format) in loaded.spec.all_inputs() {
         let what = match names.get(&path) {
@@ -88,10 +89,26 @@ pub fn digest_inputs(
             ),
             None => format!("input of {}", loaded.display.display()),
         };
-        let pin = lock::digest(&project.root, &path, format, &what, cache)?;
+        let pin = lock::digest(&project.root, &path, format, &what, cache)
+            .map_err(|e| with_fetch(e, &fetchable))?;
         pins.insert(path, pin);
     }
     Ok(pins)
+}
+
+/// Attach the spec's fetch command to a missing-input error, for the hint.
+pub fn with_fetch(e: lock::LockError, fetchable: &BTreeMap<RelPath, String>) -> lock::LockError {
+    match e {
+        lock::LockError::Missing {
+            path,
+            what,
+            fetch: None,
+        } => {
+            let fetch = fetchable.get(&path).cloned();
+            lock::LockError::Missing { path, what, fetch }
+        }
+        other => other,
+    }
 }
 
 /// Whether a stage output is fully present in the store (tree and every entry).

@@ -43,6 +43,8 @@ pub struct RawModel {
     pub init: Option<S<RawInit>>,
     #[serde(default)]
     pub from: Option<S<String>>,
+    #[serde(default)]
+    pub fetch: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

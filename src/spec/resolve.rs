@@ -330,6 +330,24 @@ pub(crate) fn spec(
             ));
         }
     };
+    let fetch = match (&m.fetch, &source) {
+        (None, _) => None,
+        (Some(f), ModelSource::From(_)) if !f.value.trim().is_empty() => Some(f.value.clone()),
+        (Some(f), ModelSource::From(_)) => {
+            return Err(ctx.err(
+                f,
+                "`model.fetch` is empty",
+                "give the command that fetches `model.from`, or leave `fetch` out",
+            ));
+        }
+        (Some(f), ModelSource::Init(_)) => {
+            return Err(ctx.err(
+                f,
+                "`model.fetch` is set but the model is trained from scratch (`init`)",
+                "`fetch` names the command that fetches `model.from`; remove it",
+            ));
+        }
+    };
     let datasets = datasets(ctx, &raw.datasets)?;
     let tokenizer = match &raw.tokenizer {
         None => match source {
@@ -474,6 +492,7 @@ pub(crate) fn spec(
         model: ModelSpec {
             family: fam,
             source,
+            fetch,
         },
         tokenizer,
         template,

@@ -93,6 +93,11 @@ pub enum ModelSource {
 pub struct ModelSpec {
     pub family: Family,
     pub source: ModelSource,
+    /// The command that fetches `model.from` when it is not in the checkout (never run by
+    /// medrun; shown in messages, and it lets `medrun lock` keep the pin of an absent model).
+    /// Not part of any key: the file's content hash is.
+    #[serde(skip)]
+    pub fetch: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -529,6 +534,16 @@ impl Spec {
 
     /// Every input this spec pins in `datasets.lock`: its datasets, its eval suites' data, the
     /// base model, and tokenizer / template files.
+    /// Inputs that may be absent from a checkout, with the command that fetches each
+    /// (`model.fetch`).
+    pub fn fetchable_inputs(&self) -> BTreeMap<RelPath, String> {
+        let mut out = BTreeMap::new();
+        if let (ModelSource::From(p), Some(cmd)) = (&self.model.source, &self.model.fetch) {
+            out.insert(p.clone(), cmd.clone());
+        }
+        out
+    }
+
     pub fn all_inputs(&self) -> BTreeMap<RelPath, Format> {
         let mut out = BTreeMap::new();
         if let ModelSource::From(p) = &self.model.source {

@@ -140,3 +140,76 @@ fn state_cache_skips_rehash_but_notices_changes() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("suite/mc"), "{}", stderr(&o));
 }
+
+#[test]
+fn absent_fetchable_model_keeps_its_pin_and_hints_the_fetch_command() {
+    let p = project();
+    // A spec that starts from a local model and says how to fetch it.
+    p.write("models/base.gguf", "not really a model, only bytes to pin");
+    p.write(
+        "runs/fetched.yaml",
+        "version: 1\nname: fetched\nseed: 1\nmodel:\n  family: llama\n  from: models/base.gguf\n  \
+         fetch: scripts/get-base.sh\ndatasets:\n  d: {path: data/sft.jsonl, format: sharegpt}\n\
+         stages:\n  - {name: sft, kind: sft, datasets: [d], max_steps: 1, batch_size: 1, max_len: 32, optimizer: {lr: 0.001}}\n",
+    );
+    let o = p.bin(&["lock"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let locked = p.read("datasets.lock");
+    assert!(locked.contains("\"models/base.gguf\":"), "{locked}");
+
+    // Absent from the checkout: the pin is kept, with a warning naming the fetch command.
+    std::fs::remove_file(p.path("models/base.gguf")).unwrap();
+    for args in [
+        &["lock"][..],
+        &["lock", "--check"],
+        &["lock", "--check", "--verify"],
+    ] {
+        let o = p.bin(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("models/base.gguf") && e.contains("scripts/get-base.sh"),
+            "{args:?}: {e}"
+        );
+    }
+    assert_eq!(p.read("datasets.lock"), locked);
+
+    // `plan` (and so `run`) still needs the file, and its hint is the fetch command.
+    let o = p.bin(&["plan", "runs/fetched.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("models/base.gguf") && e.contains("fetch it with `scripts/get-base.sh`"),
+        "{e}"
+    );
+
+    // With no locked entry there is nothing to keep: an error with the same hint.
+    std::fs::remove_file(p.path("datasets.lock")).unwrap();
+    let o = p.bin(&["lock"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("fetch it with `scripts/get-base.sh`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!p.path("datasets.lock").exists());
+}
+
+#[test]
+fn fetch_without_a_local_model_is_a_spec_error() {
+    let p = project();
+    p.write(
+        "runs/bad.yaml",
+        "version: 1\nname: bad\nseed: 1\nmodel:\n  family: llama\n  \
+         init: {hidden_size: 8, layers: 1, heads: 2, intermediate_size: 16}\n  \
+         fetch: scripts/get-base.sh\ntokenizer:\n  train: {dataset: d, vocab_size: 300}\n\
+         datasets:\n  d: {path: data/pt.txt, format: text}\nstages:\n  - {name: pt, kind: pt, datasets: [d], max_steps: 1, batch_size: 1, max_len: 32, optimizer: {lr: 0.001}}\n",
+    );
+    let o = p.bin(&["plan", "runs/bad.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("runs/bad.yaml:7:") && e.contains("model.fetch"),
+        "{e}"
+    );
+}
