@@ -338,6 +338,12 @@ fn run(
             report.store,
             &report.run_id[..12]
         ));
+        if !report.evals.is_empty() {
+            p.data(&format!(
+                "\n{}",
+                ops::run::stage_table(&report.evals).trim_end()
+            ));
+        }
         for g in &report.gates {
             p.data(&format!(
                 "\ngates of stage `{}`: {}\n{}",
