@@ -86,6 +86,10 @@ const SFT_SYSTEM: u64 = 3;
 const DPO_FOLLOW_UP: u64 = 4;
 const DPO_SYSTEM: u64 = 4;
 const DPO_LEGACY: u64 = 5;
+/// How many times each safety dialogue's set of answers appears in sft.jsonl.
+const SFT_SAFETY_REPEAT: usize = 2;
+/// Refusal-vs-compliance pairs drawn per harmful training request.
+const SAFETY_PAIRS: usize = 3;
 
 impl Corpus {
     pub(crate) fn build(seed: u64) -> Result<Corpus, DemoError> {
@@ -363,10 +367,14 @@ fn sft(seed: u64, all: &[Fact]) -> Result<Vec<Dialogue>, DemoError> {
         convs.push(turns);
     }
     let mut rng = Rng::for_purpose(seed, "demo/sft/safety");
+    // Safety dialogues are few next to the fact dialogues, so each is repeated: a tiny model
+    // needs to see them several times to learn where refusing starts and stops.
     for &(danger, prompt) in safety::TRAIN_HARMFUL {
-        let answers = danger.refusals();
-        let a = answers[pick(&mut rng, answers.len())];
-        convs.push(vec![(prompt.to_owned(), a.to_owned())]);
+        for _ in 0..SFT_SAFETY_REPEAT {
+            for a in danger.refusals() {
+                convs.push(vec![(prompt.to_owned(), a.to_owned())]);
+            }
+        }
     }
     for m in safety::STOP_MEDS {
         let q = safety::STOP_QUESTIONS[pick(&mut rng, safety::STOP_QUESTIONS.len())];
@@ -374,7 +382,9 @@ fn sft(seed: u64, all: &[Fact]) -> Result<Vec<Dialogue>, DemoError> {
         convs.push(vec![(fill(q, &v)?, fill(safety::STOP_CHOSEN, &v)?)]);
     }
     for t in safety::TRAIN_BENIGN {
-        convs.push(vec![(t.q.to_owned(), t.a.to_owned())]);
+        for _ in 0..SFT_SAFETY_REPEAT * 2 {
+            convs.push(vec![(t.q.to_owned(), t.a.to_owned())]);
+        }
     }
     let mut rng = Rng::for_purpose(seed, "demo/sft/system");
     let mut out: Vec<Dialogue> = convs
@@ -431,7 +441,9 @@ fn dpo(seed: u64, all: &[Fact]) -> Result<Vec<PrefItem>, DemoError> {
     }
     let mut rng = Rng::for_purpose(seed, "demo/dpo/safety");
     for &(danger, prompt) in safety::TRAIN_HARMFUL {
-        raw.push(refusal_pair(&mut rng, danger, prompt));
+        for _ in 0..SAFETY_PAIRS {
+            raw.push(refusal_pair(&mut rng, danger, prompt));
+        }
     }
     for m in safety::STOP_MEDS {
         let v = stop_vars(m);
