@@ -69,6 +69,20 @@ pub trait StageExecutor: Send + Sync {
     }
 
     fn execute(&self, ctx: &StageContext<'_>) -> Result<StageOutput, StageError>;
+
+    /// The model the run starts from, before any stage trained it: a checkpoint tree (its
+    /// objects already in `store`) scored as the `base` column of the evaluation table, so each
+    /// stage's gain is measured against the untrained model. `first` is the first stage's
+    /// output, whose config and tokenizer the base model shares. `None` when the executor has no
+    /// cheap way to build one.
+    fn initial_model(
+        &self,
+        _spec: &Spec,
+        _first: &Tree,
+        _store: &Store,
+    ) -> Result<Option<Tree>, StageError> {
+        Ok(None)
+    }
 }
 
 /// Executors by stage kind.

@@ -98,7 +98,8 @@ pub fn resolve(store: &Store, reference: &str) -> Result<Target, RefError> {
     let runs = load_runs(store)?;
     if let Some((run, stage)) = reference.split_once(':') {
         let r = run_matches(&runs, run)?;
-        if r.stage(stage).is_none() {
+        let base = stage == crate::spec::BASE_STAGE && r.base.is_some();
+        if r.stage(stage).is_none() && !base {
             return Err(RefError::NoStage {
                 run: r.id().to_string(),
                 stage: stage.to_string(),

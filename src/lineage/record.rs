@@ -109,6 +109,13 @@ pub enum Event {
         status: RunStatus,
         at: String,
     },
+    /// The untrained model the run starts from, built for evaluation (the `base` column): the
+    /// spec's seeded initialisation with the config and tokenizer of stage `from_stage`'s output.
+    BaseModel {
+        from_stage: String,
+        output: String,
+        at: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +164,9 @@ pub struct RunRecord {
     pub stages: Vec<(PlannedStage, StageState)>,
     pub nondeterminism: Vec<Event>,
     pub finished: Option<(RunStatus, String)>,
+    /// The untrained starting model's checkpoint tree, when the run built one (`RUN:base`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
     /// Lines that could not be read (a torn final write).
     pub torn_lines: usize,
 }
@@ -184,6 +194,7 @@ impl RunRecord {
             self.started.spec_object.clone(),
             self.started.resolved_object.clone(),
         ];
+        v.extend(self.base.iter().cloned());
         for (_, st) in &self.stages {
             if let Some(o) = st.output() {
                 v.push(o.to_string());
@@ -237,6 +248,7 @@ pub fn parse_record(text: &str, file: &Path) -> Result<RunRecord, StoreError> {
     let mut stages: Vec<(PlannedStage, StageState)> = Vec::new();
     let mut nondeterminism = Vec::new();
     let mut finished = None;
+    let mut base = None;
     let mut torn = 0;
     for line in text.lines() {
         if line.trim().is_empty() {
@@ -278,6 +290,7 @@ pub fn parse_record(text: &str, file: &Path) -> Result<RunRecord, StoreError> {
             } => set(&mut stages, &stage, StageState::Failed { error, at }),
             e @ Event::Nondeterminism { .. } => nondeterminism.push(e),
             Event::RunFinished { status, at } => finished = Some((status, at)),
+            Event::BaseModel { output, .. } => base = Some(output),
         }
     }
     let started = started.ok_or_else(|| StoreError::Malformed {
@@ -289,6 +302,7 @@ pub fn parse_record(text: &str, file: &Path) -> Result<RunRecord, StoreError> {
         stages,
         nondeterminism,
         finished,
+        base,
         torn_lines: torn,
     })
 }

@@ -45,6 +45,7 @@ pub fn checkpoint_of(store: &Store, root: &Path, reference: &str) -> Result<Chec
             let out = r
                 .stage(&s)
                 .and_then(|(_, st)| st.output().map(str::to_string))
+                .or_else(|| r.base.clone().filter(|_| s == crate::spec::BASE_STAGE))
                 .ok_or_else(|| {
                     problem(
                         format!("stage `{s}` of run {} has no output", r.id()),

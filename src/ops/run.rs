@@ -17,6 +17,7 @@ use crate::lineage::record::{
 use crate::lock::LockError;
 use crate::printer::Printer;
 use crate::provenance;
+use crate::spec::BASE_STAGE;
 use crate::stage::{Executors, ParentOutput, StageContext};
 use crate::store::tree::TreeEntry;
 use crate::store::{KeyOutcome, KeyOutput, Store, Tree};
@@ -49,6 +50,9 @@ pub struct RunReport {
     pub nondeterministic: Vec<String>,
     pub store: String,
     pub lock_updated: bool,
+    /// The untrained starting model's checkpoint tree (`RUN:base`), when the spec trains from
+    /// scratch and names eval suites: scored first, as stage `base`.
+    pub base: Option<String>,
     /// Each stage's checkpoint scored by the spec's suites.
     pub evals: Vec<StageEval>,
     /// Each stage's gates (those whose `stage` is that stage).
@@ -148,6 +152,40 @@ fn evaluate_stage(
         });
     }
     Ok(())
+}
+
+/// Build (or find: it is content-addressed) the untrained model the first stage started from,
+/// and record it in the run.
+fn base_model(
+    executors: &Executors,
+    first: &crate::spec::Stage,
+    spec: &crate::spec::Spec,
+    store: &Store,
+    first_output: &ParentOutput,
+    rec: &mut RecordWriter,
+) -> Result<Option<ParentOutput>> {
+    let Some(exec) = executors.get(first.kind) else {
+        return Ok(None);
+    };
+    let tree = exec
+        .initial_model(spec, &first_output.tree, store)
+        .map_err(|source| Error::Stage {
+            stage: BASE_STAGE.into(),
+            source,
+        })?;
+    let Some(tree) = tree else { return Ok(None) };
+    let output = tree.put(store)?;
+    rec.append(&Event::BaseModel {
+        from_stage: first.name.clone(),
+        output: output.clone(),
+        at: crate::time::now(),
+    })?;
+    Ok(Some(ParentOutput {
+        stage: BASE_STAGE.into(),
+        key: String::new(),
+        output,
+        tree,
+    }))
 }
 
 fn new_run_id(run_key: &str) -> String {
@@ -306,6 +344,7 @@ pub fn run(
     let mut gate_reports = Vec::new();
     let mut eval_error: Option<Error> = None;
     let mut parent: Option<ParentOutput> = None;
+    let mut base_output: Option<String> = None;
     for (i, (ps, stage)) in plan.stages.iter().zip(&plan.loaded.spec.stages).enumerate() {
         // Cache hit: the key already has a complete output.
         if let Some(out) = store
@@ -339,161 +378,171 @@ pub fn run(
                 tree: Tree::load(&store, &out)?,
                 output: out,
             });
-            if eval_error.is_none()
-                && let Some(p) = &parent
-                && let Err(e) = evaluate_stage(
-                    &plan.project,
-                    &store,
-                    &plan.loaded.spec,
-                    &run_id,
-                    &ps.name,
-                    &p.output,
-                    &p.tree,
-                    printer,
-                    &mut evals,
-                    &mut gate_reports,
-                )
-            {
-                printer.warn(&format!("evaluating stage `{}` failed: {e}", ps.name));
-                eval_error = Some(e);
-            }
-            continue;
-        }
-        let started_at = crate::time::now();
-        rec.append(&Event::StageStarted {
-            stage: ps.name.clone(),
-            key: ps.key.clone(),
-            at: started_at.clone(),
-        })?;
-        printer.status(&format!("  {:<8} {:<4} running", ps.name, ps.kind));
-        let t0 = Instant::now();
-        let work = store.tmp_dir().join(format!("work-{run_id}-{}", ps.name));
-        std::fs::create_dir_all(&work).map_err(crate::store::io_at(&work))?;
-        let exec = executors.get(stage.kind).ok_or_else(|| Error::NoExecutor {
-            kind: stage.kind.to_string(),
-            stage: stage.name.clone(),
-        })?;
-        let ctx = StageContext {
-            root: &plan.project.root,
-            spec: &plan.loaded.spec,
-            stage,
-            index: i,
-            key: &ps.key,
-            run_id: &run_id,
-            parent: parent.clone(),
-            store: &store,
-            inputs: &plan.pins,
-            work_dir: &work,
-            skip_bad_records: opts.skip_bad_records,
-            progress: printer.shows_progress(),
-        };
-        let produced = exec.execute(&ctx);
-        let output = match produced {
-            Ok(o) => o,
-            Err(e) => {
-                rec.append(&Event::StageFailed {
-                    stage: ps.name.clone(),
-                    key: ps.key.clone(),
-                    error: e.message.clone(),
-                    at: crate::time::now(),
-                })?;
-                rec.append(&Event::RunFinished {
-                    status: RunStatus::Failed,
-                    at: crate::time::now(),
-                })?;
-                let _ = std::fs::remove_dir_all(&work);
-                return Err(Error::Stage {
-                    stage: ps.name.clone(),
-                    source: e,
-                });
-            }
-        };
-        // Move the files into the store and build the output tree.
-        let mut tree = Tree::default();
-        let mut artifacts = BTreeMap::new();
-        for (name, path) in &output.files {
-            let id = store.put_file(path)?;
-            let bytes = std::fs::metadata(store.object_path(&id))
-                .map(|m| m.len())
-                .unwrap_or(0);
-            tree.entries.insert(
-                name.clone(),
-                TreeEntry {
-                    object: id.clone(),
-                    bytes,
-                },
-            );
-            artifacts.insert(name.clone(), id);
-        }
-        let mut logs = BTreeMap::new();
-        for (name, path) in &output.logs {
-            logs.insert(name.clone(), store.put_file(path)?);
-        }
-        let _ = std::fs::remove_dir_all(&work);
-        let out = tree.put(&store)?;
-        let seconds = t0.elapsed().as_secs_f64();
-        let outcome = store.record_key_output(
-            &ps.key,
-            &KeyOutput {
-                output: out.clone(),
-                run: run_id.clone(),
-            },
-        )?;
-        // The stage is complete: its resume checkpoint is no longer needed.
-        store.clear_resume_point(&ps.key)?;
-        if let KeyOutcome::Different { existing } = &outcome {
-            rec.append(&Event::Nondeterminism {
+        } else {
+            let started_at = crate::time::now();
+            rec.append(&Event::StageStarted {
                 stage: ps.name.clone(),
                 key: ps.key.clone(),
-                recorded: existing.clone(),
-                produced: out.clone(),
-                at: crate::time::now(),
+                at: started_at.clone(),
             })?;
-            printer.warn(&format!(
-                "NONDETERMINISM: stage `{}` produced output {} but its key already recorded {}",
+            printer.status(&format!("  {:<8} {:<4} running", ps.name, ps.kind));
+            let t0 = Instant::now();
+            let work = store.tmp_dir().join(format!("work-{run_id}-{}", ps.name));
+            std::fs::create_dir_all(&work).map_err(crate::store::io_at(&work))?;
+            let exec = executors.get(stage.kind).ok_or_else(|| Error::NoExecutor {
+                kind: stage.kind.to_string(),
+                stage: stage.name.clone(),
+            })?;
+            let ctx = StageContext {
+                root: &plan.project.root,
+                spec: &plan.loaded.spec,
+                stage,
+                index: i,
+                key: &ps.key,
+                run_id: &run_id,
+                parent: parent.clone(),
+                store: &store,
+                inputs: &plan.pins,
+                work_dir: &work,
+                skip_bad_records: opts.skip_bad_records,
+                progress: printer.shows_progress(),
+            };
+            let produced = exec.execute(&ctx);
+            let output = match produced {
+                Ok(o) => o,
+                Err(e) => {
+                    rec.append(&Event::StageFailed {
+                        stage: ps.name.clone(),
+                        key: ps.key.clone(),
+                        error: e.message.clone(),
+                        at: crate::time::now(),
+                    })?;
+                    rec.append(&Event::RunFinished {
+                        status: RunStatus::Failed,
+                        at: crate::time::now(),
+                    })?;
+                    let _ = std::fs::remove_dir_all(&work);
+                    return Err(Error::Stage {
+                        stage: ps.name.clone(),
+                        source: e,
+                    });
+                }
+            };
+            // Move the files into the store and build the output tree.
+            let mut tree = Tree::default();
+            let mut artifacts = BTreeMap::new();
+            for (name, path) in &output.files {
+                let id = store.put_file(path)?;
+                let bytes = std::fs::metadata(store.object_path(&id))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                tree.entries.insert(
+                    name.clone(),
+                    TreeEntry {
+                        object: id.clone(),
+                        bytes,
+                    },
+                );
+                artifacts.insert(name.clone(), id);
+            }
+            let mut logs = BTreeMap::new();
+            for (name, path) in &output.logs {
+                logs.insert(name.clone(), store.put_file(path)?);
+            }
+            let _ = std::fs::remove_dir_all(&work);
+            let out = tree.put(&store)?;
+            let seconds = t0.elapsed().as_secs_f64();
+            let outcome = store.record_key_output(
+                &ps.key,
+                &KeyOutput {
+                    output: out.clone(),
+                    run: run_id.clone(),
+                },
+            )?;
+            // The stage is complete: its resume checkpoint is no longer needed.
+            store.clear_resume_point(&ps.key)?;
+            if let KeyOutcome::Different { existing } = &outcome {
+                rec.append(&Event::Nondeterminism {
+                    stage: ps.name.clone(),
+                    key: ps.key.clone(),
+                    recorded: existing.clone(),
+                    produced: out.clone(),
+                    at: crate::time::now(),
+                })?;
+                printer.warn(&format!(
+                    "NONDETERMINISM: stage `{}` produced output {} but its key already recorded {}",
+                    ps.name,
+                    &out[..12],
+                    &existing[..12.min(existing.len())]
+                ));
+                nondeterministic.push(ps.name.clone());
+            }
+            rec.append(&Event::StageCompleted(Box::new(StageCompleted {
+                stage: ps.name.clone(),
+                key: ps.key.clone(),
+                parent_key: parent.as_ref().map(|p| p.key.clone()),
+                parent_output: parent.as_ref().map(|p| p.output.clone()),
+                output: out.clone(),
+                artifacts,
+                logs,
+                metrics: output.metrics.clone(),
+                started_at,
+                finished_at: crate::time::now(),
+                seconds,
+                host: host.clone(),
+            })))?;
+            printer.status(&format!(
+                "  {:<8} {:<4} completed  output {}  {:.1}s",
                 ps.name,
+                ps.kind,
                 &out[..12],
-                &existing[..12.min(existing.len())]
+                seconds
             ));
-            nondeterministic.push(ps.name.clone());
+            results.push(StageResult {
+                name: ps.name.clone(),
+                kind: ps.kind.clone(),
+                key: ps.key.clone(),
+                status: "completed".into(),
+                output: out.clone(),
+                seconds,
+            });
+            parent = Some(ParentOutput {
+                stage: ps.name.clone(),
+                key: ps.key.clone(),
+                tree,
+                output: out,
+            });
         }
-        rec.append(&Event::StageCompleted(Box::new(StageCompleted {
-            stage: ps.name.clone(),
-            key: ps.key.clone(),
-            parent_key: parent.as_ref().map(|p| p.key.clone()),
-            parent_output: parent.as_ref().map(|p| p.output.clone()),
-            output: out.clone(),
-            artifacts,
-            logs,
-            metrics: output.metrics.clone(),
-            started_at,
-            finished_at: crate::time::now(),
-            seconds,
-            host: host.clone(),
-        })))?;
-        printer.status(&format!(
-            "  {:<8} {:<4} completed  output {}  {:.1}s",
-            ps.name,
-            ps.kind,
-            &out[..12],
-            seconds
-        ));
-        results.push(StageResult {
-            name: ps.name.clone(),
-            kind: ps.kind.clone(),
-            key: ps.key.clone(),
-            status: "completed".into(),
-            output: out.clone(),
-            seconds,
-        });
-        parent = Some(ParentOutput {
-            stage: ps.name.clone(),
-            key: ps.key.clone(),
-            tree,
-            output: out,
-        });
+        let Some(p) = &parent else { continue };
+        // Before the first stage's own scores: the untrained model it started from.
+        if i == 0 && eval_error.is_none() && !plan.loaded.spec.evals.is_empty() {
+            match base_model(executors, stage, &plan.loaded.spec, &store, p, &mut rec) {
+                Ok(Some(base)) => {
+                    if let Err(e) = evaluate_stage(
+                        &plan.project,
+                        &store,
+                        &plan.loaded.spec,
+                        &run_id,
+                        BASE_STAGE,
+                        &base.output,
+                        &base.tree,
+                        printer,
+                        &mut evals,
+                        &mut gate_reports,
+                    ) {
+                        printer.warn(&format!("evaluating the untrained base model failed: {e}"));
+                        eval_error = Some(e);
+                    }
+                    base_output = Some(base.output);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    printer.warn(&format!("building the untrained base model failed: {e}"));
+                    eval_error = Some(e);
+                }
+            }
+        }
         if eval_error.is_none()
-            && let Some(p) = &parent
             && let Err(e) = evaluate_stage(
                 &plan.project,
                 &store,
@@ -528,6 +577,7 @@ pub fn run(
         nondeterministic,
         store: store.root().display().to_string(),
         lock_updated,
+        base: base_output,
         evals,
         gates: gate_reports,
         gates_passed,

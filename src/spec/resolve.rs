@@ -457,6 +457,13 @@ pub(crate) fn spec(
     let mut stages: Vec<Stage> = Vec::new();
     for s in &raw.stages.value {
         let st = stage(ctx, fam, s, &datasets)?;
+        if st.name == BASE_STAGE {
+            return Err(ctx.err(
+                &s.value.name,
+                format!("the stage name `{BASE_STAGE}` is reserved"),
+                "`base` names the untrained model in evaluation tables and REFs (RUN:base); rename the stage",
+            ));
+        }
         if stages.iter().any(|o| o.name == st.name) {
             return Err(ctx.err(
                 &s.value.name,

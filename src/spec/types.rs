@@ -510,6 +510,10 @@ pub struct Suite {
     pub tasks: Vec<Task>,
 }
 
+/// The name under which a run's untrained starting model is evaluated and referred to
+/// (`RUN:base`); no stage may take it.
+pub const BASE_STAGE: &str = "base";
+
 /// A resolved run spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Spec {

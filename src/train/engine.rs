@@ -160,6 +160,11 @@ pub fn run(
 ) -> Result<(), TrainError> {
     let trainable = params.trainable();
     let accum = cfg.stage.grad_accum.max(1);
+    // Step 0: the parameters the stage starts from, so `reproduce` can tell a different start
+    // (initialisation, parent checkpoint) from a divergence during training.
+    if cfg.fingerprint_every > 0 && state.step == 0 && state.trajectory.is_empty() {
+        state.trajectory.push((0, params.fingerprint()?));
+    }
     while state.step < cfg.total_steps {
         let step = state.step;
         let lr = lr_at(

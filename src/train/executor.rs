@@ -766,6 +766,53 @@ impl StageExecutor for TrainExecutor {
         device_for(spec).map(|_| ())
     }
 
+    /// A from-scratch spec's untrained model: `Params::init` from the spec's seed (host-generated,
+    /// so the same values on every device) with the first stage's config and tokenizer: exactly
+    /// the parameters that stage started training from (its trajectory's step 0). A spec that
+    /// starts from a pretrained model gets none here: `medrun eval` scores that model directly
+    /// once it is a stage output.
+    fn initial_model(
+        &self,
+        spec: &Spec,
+        first: &Tree,
+        store: &crate::store::Store,
+    ) -> Result<Option<Tree>, StageError> {
+        if !matches!(spec.model.source, ModelSource::Init(_)) {
+            return Ok(None);
+        }
+        let entry = |name: &str| {
+            first.entries.get(name).cloned().ok_or_else(|| {
+                internal(format!(
+                    "the first stage's output has no `{name}` to build the base model from"
+                ))
+            })
+        };
+        let config_entry = entry("config.json")?;
+        let bytes = store.get(&config_entry.object).map_err(store_err)?;
+        let config: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| internal(format!("the first stage's config.json: {e}")))?;
+        let cfg = parse_hf_config(&config, spec.model.family).map_err(model_err("config.json"))?;
+        let params =
+            Params::init(&cfg, spec.seed, &Device::Cpu).map_err(model_err("model init"))?;
+        let mut tensors = params.to_f32().map_err(model_err("model init"))?;
+        tensors.retain(|(n, _, _)| !(cfg.tie_word_embeddings && n == "lm_head.weight"));
+        let weights = safetensors_bytes(&tensors);
+        let object = store.put_bytes(&weights).map_err(store_err)?;
+        let mut tree = Tree::default();
+        tree.entries.insert("config.json".into(), config_entry);
+        for name in ["tokenizer.json", "tokenizer_config.json"] {
+            tree.entries.insert(name.into(), entry(name)?);
+        }
+        tree.entries.insert(
+            "model.safetensors".into(),
+            TreeEntry {
+                object,
+                bytes: weights.len() as u64,
+            },
+        );
+        Ok(Some(tree))
+    }
+
     fn execute(&self, ctx: &StageContext<'_>) -> Result<StageOutput, StageError> {
         let dev = device_for(ctx.spec)?;
         let stage = ctx.stage;

@@ -65,7 +65,47 @@ fn ci_spec_runs_evaluates_promotes_and_reproduces_identically() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let report = json_out(&o);
     assert_eq!(report["gates_passed"], true, "{report}");
-    assert_eq!(report["evals"].as_array().unwrap().len(), 3);
+    // Four columns: the untrained model, then each stage.
+    let evals = report["evals"].as_array().unwrap();
+    let columns: Vec<&str> = evals.iter().map(|e| e["stage"].as_str().unwrap()).collect();
+    assert_eq!(columns, ["base", "pt", "sft", "dpo"], "{report}");
+
+    // A second run is all cache hits (stages and eval results) and prints the evaluation table
+    // with the untrained model's column first, then the gates.
+    let o = medrun(&p, &["run", "runs/ci.yaml"], 2).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(text.contains("0 stage(s) run, 3 cached"), "{text}");
+    let header = text
+        .lines()
+        .skip_while(|l| !l.starts_with("evaluation by stage (medical-demo):"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no evaluation table: {text}"));
+    let cols: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(cols, ["metric", "base", "pt", "sft", "dpo"], "{text}");
+    assert!(text.contains("gates of stage `dpo`: pass"), "{text}");
+
+    // The base model is exactly what PT started from: its parameters' fingerprint is the first
+    // entry (step 0) of PT's trajectory.
+    let store = medrun::store::Store::open(&p.store()).unwrap();
+    let load = |id: &str| medrun::store::Tree::load(&store, id).unwrap();
+    let file =
+        |tree: &medrun::store::Tree, name: &str| store.get(&tree.entries[name].object).unwrap();
+    let base = load(report["base"].as_str().unwrap());
+    let tensors = candle_core::safetensors::load_buffer(
+        &file(&base, "model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let params = medrun::model::checkpoint::params_from(tensors.into_iter().collect()).unwrap();
+    let stages = report["stages"].as_array().unwrap();
+    let pt_tree = load(stages[0]["output"].as_str().unwrap());
+    let traj: Value = serde_json::from_slice(&file(&pt_tree, "trajectory.json")).unwrap();
+    assert_eq!(traj["steps"][0]["step"], 0);
+    assert_eq!(
+        traj["steps"][0]["params"].as_str().unwrap(),
+        params.fingerprint().unwrap()
+    );
 
     // promote: appends one entry.
     let o = medrun(&p, &["promote", "latest:dpo", "--to", "demo", "--json"], 2)
@@ -86,7 +126,6 @@ fn ci_spec_runs_evaluates_promotes_and_reproduces_identically() {
 
     // A record that does not match what the stage produces: exit 4, naming the stage, the
     // differing files and the first step whose parameters differ.
-    let stages = report["stages"].as_array().unwrap();
     let (pt, sft) = (
         stages[0]["output"].as_str().unwrap(),
         stages[1]["output"].as_str().unwrap(),
@@ -108,7 +147,35 @@ fn ci_spec_runs_evaluates_promotes_and_reproduces_identically() {
     let err = stderr(&o);
     assert!(err.contains("stage `pt`"), "{err}");
     assert!(err.contains("model.safetensors"), "{err}");
-    assert!(err.contains("parameters first differ at step 1"), "{err}");
+    // The swapped-in output started from other parameters (PT's result, not the seeded init).
+    assert!(err.contains("parameters first differ at step 0"), "{err}");
+    std::fs::write(&record, text.clone()).unwrap();
+
+    // A tampered trajectory fingerprint: the record's PT output has every file PT produces, but
+    // the fingerprint recorded for one step is wrong. reproduce names the stage, the file and
+    // that step.
+    let mut traj = traj;
+    let tampered_step = traj["steps"][2]["step"].as_u64().unwrap();
+    assert!(tampered_step > 0);
+    traj["steps"][2]["params"] = Value::String("0".repeat(64));
+    let mut bad = pt_tree.clone();
+    let bytes = serde_json::to_vec_pretty(&traj).unwrap();
+    bad.entries.get_mut("trajectory.json").unwrap().object = store.put_bytes(&bytes).unwrap();
+    bad.entries.get_mut("trajectory.json").unwrap().bytes = bytes.len() as u64;
+    let bad_id = bad.put(&store).unwrap();
+    std::fs::write(&record, text.replace(pt, &bad_id)).unwrap();
+    let o = medrun(&p, &["reproduce", run_id, "--stage", "pt"], 2)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("stage `pt`"), "{err}");
+    assert!(err.contains("trajectory.json"), "{err}");
+    assert!(!err.contains("model.safetensors"), "{err}");
+    assert!(
+        err.contains(&format!("parameters first differ at step {tampered_step}")),
+        "{err}"
+    );
     std::fs::write(&record, text).unwrap();
 
     // A changed input is refused before any work.
