@@ -157,7 +157,9 @@ fn loss_falls_and_runs_are_bit_identical() {
         checkpoint::save(&pb, &ob, &sb).unwrap(),
         "checkpoint bytes differ between identical runs"
     );
-    assert_eq!(sa.trajectory.len(), 6);
+    // The starting parameters (step 0), then every fingerprint interval up to the last step.
+    let steps: Vec<u64> = sa.trajectory.iter().map(|t| t.0).collect();
+    assert_eq!(steps, vec![0, 5, 10, 15, 20, 25, 30]);
 }
 
 #[test]
