@@ -140,9 +140,11 @@ fn run_scores_and_gates_promote_records_history_and_results_are_stable() {
     let report = json_out(&o);
     assert_eq!(report["gates_passed"], false);
     let evals = report["evals"].as_array().unwrap();
-    assert_eq!(evals.len(), 3, "one suite per stage: {report}");
+    // The untrained starting model is scored as stage `base`, then each trained stage.
+    let stages: Vec<&str> = evals.iter().map(|e| e["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["base", "pt", "sft", "dpo"], "one suite per stage: {report}");
     assert!(evals.iter().all(|e| e["status"] == "complete"));
-    let m = &evals[2]["metrics"];
+    let m = &evals[3]["metrics"];
     for k in [
         "tiny-suite/mc/acc",
         "tiny-suite/mc/acc_norm",
