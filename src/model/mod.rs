@@ -3,9 +3,11 @@
 pub mod checkpoint;
 pub mod config;
 pub mod frozen;
+pub mod fused;
 pub mod gguf;
 pub mod hf;
 pub mod infer;
+pub mod kernels;
 pub mod lora;
 pub mod params;
 pub mod transformer;

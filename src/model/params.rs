@@ -51,6 +51,11 @@ impl Params {
         self.map.get(name).map(Param::tensor)
     }
 
+    /// The parameter itself (trainable or frozen).
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.map.get(name)
+    }
+
     pub fn insert(&mut self, name: impl Into<String>, p: Param) {
         self.map.insert(name.into(), p);
     }
@@ -134,15 +139,30 @@ impl Params {
     pub fn fingerprint(&self) -> Result<String, ModelError> {
         let mut h = blake3::Hasher::new();
         for (n, shape, v) in self.to_f32()? {
-            h.update(n.as_bytes());
-            h.update(&[0]);
-            for d in shape {
-                h.update(&(d as u64).to_le_bytes());
-            }
-            for x in v {
-                h.update(&x.to_le_bytes());
-            }
+            hash_tensor(&mut h, &n, &shape, &v);
         }
         Ok(h.finalize().to_hex().to_string())
+    }
+}
+
+/// Feeds one tensor to a parameter fingerprint: its name, a zero byte, each dimension as a
+/// little-endian u64, then its values as little-endian f32.
+pub fn hash_tensor(h: &mut blake3::Hasher, name: &str, shape: &[usize], values: &[f32]) {
+    h.update(name.as_bytes());
+    h.update(&[0]);
+    for d in shape {
+        h.update(&(*d as u64).to_le_bytes());
+    }
+    let mut buf = Vec::with_capacity(4 * values.len().min(1 << 16));
+    for chunk in values.chunks(1 << 16) {
+        buf.clear();
+        for x in chunk {
+            buf.extend_from_slice(&x.to_le_bytes());
+        }
+        if buf.len() >= 1 << 17 {
+            h.update_rayon(&buf);
+        } else {
+            h.update(&buf);
+        }
     }
 }

@@ -5,13 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::optim::{self, AdamW};
+use super::backend::Backend;
+use super::optim::AdamW;
 use super::schedule::lr_at;
-use crate::model::transformer::{Forward, LoraForward};
-use crate::model::{ModelError, Params, Transformer};
+use crate::model::{ModelError, Params};
 use crate::rng::Rng;
 use crate::spec::Stage;
 
@@ -76,25 +76,35 @@ pub struct LoopState {
     pub eval: Vec<(u64, f64)>,
 }
 
+/// A micro-batch's loss as a function of its rows' summed target log-probabilities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Objective {
+    pub loss: f64,
+    /// `d loss / d row sum`, one per row.
+    pub d_rows: Vec<f64>,
+    /// Stage-specific metrics (DPO rewards, accuracy).
+    pub extra: BTreeMap<String, f64>,
+}
+
 /// What a stage supplies to the loop.
 pub trait StageTask {
     /// The next micro-batch at `cursor`, advancing it.
     fn next_batch(&mut self, cursor: &mut Cursor) -> Result<Batch, ModelError>;
-    /// The loss of one micro-batch (a scalar tensor) plus extra metrics.
-    fn loss(
-        &mut self,
-        model: &Transformer,
-        params: &Params,
-        batch: &Batch,
-        f: &mut Forward<'_>,
-    ) -> Result<(Tensor, BTreeMap<String, f64>), ModelError>;
+    /// The loss of a micro-batch from each row's `Σ mask · log p(target)`.
+    fn objective(&mut self, batch: &Batch, row_logps: &[f64]) -> Result<Objective, ModelError>;
     /// Held-out loss (mean over the validation set), if the stage has one.
-    fn eval_loss(
-        &mut self,
-        _model: &Transformer,
-        _params: &Params,
-    ) -> Result<Option<f64>, ModelError> {
+    fn eval_loss(&mut self, _model: &mut dyn Backend) -> Result<Option<f64>, ModelError> {
         Ok(None)
+    }
+}
+
+/// Language modelling (PT and SFT): the mean negative log-likelihood of the supervised tokens.
+pub fn lm_objective(batch: &Batch, row_logps: &[f64]) -> Objective {
+    let count = (batch.supervised() as f64).max(1.0);
+    Objective {
+        loss: -row_logps.iter().sum::<f64>() / count,
+        d_rows: vec![-1.0 / count; row_logps.len()],
+        extra: BTreeMap::new(),
     }
 }
 
@@ -145,25 +155,20 @@ pub fn fresh_state(seed: u64, stage: &str) -> LoopState {
     }
 }
 
-/// Run the loop from `state` to `cfg.total_steps`.
-#[allow(clippy::too_many_arguments)]
+/// Run the loop from `state` to `cfg.total_steps`, training `model`.
 pub fn run(
     cfg: &LoopConfig,
-    model: &Transformer,
-    params: &Params,
-    lora: Option<&LoraForward>,
-    opt: &mut AdamW,
+    model: &mut dyn Backend,
     state: &mut LoopState,
     task: &mut dyn StageTask,
     checkpoint: &mut CheckpointFn<'_>,
     progress: &mut ProgressFn<'_>,
 ) -> Result<(), TrainError> {
-    let trainable = params.trainable();
     let accum = cfg.stage.grad_accum.max(1);
     // Step 0: the parameters the stage starts from, so `reproduce` can tell a different start
     // (initialisation, parent checkpoint) from a divergence during training.
     if cfg.fingerprint_every > 0 && state.step == 0 && state.trajectory.is_empty() {
-        state.trajectory.push((0, params.fingerprint()?));
+        state.trajectory.push((0, model.fingerprint()?));
     }
     while state.step < cfg.total_steps {
         let step = state.step;
@@ -173,57 +178,30 @@ pub fn run(
             step,
             cfg.total_steps,
         );
-        let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
         let mut loss_sum = 0f64;
         let mut tokens = 0u64;
         let mut extra_sum: BTreeMap<String, f64> = BTreeMap::new();
         for _ in 0..accum {
             let batch = task.next_batch(&mut state.cursor)?;
             tokens += batch.supervised() as u64;
-            let mut f = Forward {
-                lora,
-                rng: Some(&mut state.rng),
-            };
-            let (loss, extra) = task.loss(model, params, &batch, &mut f)?;
-            let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            if !value.is_finite() {
+            let rows = model.forward(&batch, Some(&mut state.rng))?;
+            let obj = task.objective(&batch, &rows)?;
+            if !obj.loss.is_finite() {
                 return Err(TrainError::NonFinite {
                     what: "loss",
                     stage: cfg.stage.name.clone(),
                     step: step + 1,
-                    value,
+                    value: obj.loss,
                 });
             }
-            loss_sum += value;
-            for (k, v) in extra {
+            loss_sum += obj.loss;
+            for (k, v) in obj.extra {
                 *extra_sum.entry(k).or_insert(0.0) += v;
             }
-            let scaled = if accum > 1 {
-                loss.affine(1.0 / accum as f64, 0.0)?
-            } else {
-                loss
-            };
-            let g = scaled.backward().map_err(ModelError::from)?;
-            for (name, var) in &trainable {
-                let Some(gt) = g.get(var.as_tensor()) else {
-                    continue;
-                };
-                let acc = match grads.remove(name.as_str()) {
-                    Some(prev) => (prev + gt).map_err(ModelError::from)?,
-                    None => gt.clone(),
-                };
-                grads.insert((*name).clone(), acc);
-            }
+            let d: Vec<f64> = obj.d_rows.iter().map(|g| g / accum as f64).collect();
+            model.backward(&d)?;
         }
-        for (name, var) in &trainable {
-            if !grads.contains_key(name.as_str()) {
-                grads.insert(
-                    (*name).clone(),
-                    var.as_tensor().zeros_like().map_err(ModelError::from)?,
-                );
-            }
-        }
-        let grad_norm = optim::clip(&mut grads, cfg.stage.clip_grad)?;
+        let grad_norm = model.grad_norm()?;
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFinite {
                 what: "gradient norm",
@@ -232,8 +210,7 @@ pub fn run(
                 value: grad_norm,
             });
         }
-        opt.step(&trainable, &grads, lr)?;
-        drop(grads);
+        model.step(lr, clip_factor(grad_norm, cfg.stage.clip_grad))?;
         state.step += 1;
         let m = StepMetrics {
             step: state.step,
@@ -250,32 +227,32 @@ pub fn run(
         state.metrics.push(m);
         if cfg.stage.eval_every > 0
             && state.step.is_multiple_of(cfg.stage.eval_every)
-            && let Some(v) = task.eval_loss(model, params)?
+            && let Some(v) = task.eval_loss(model)?
         {
             state.eval.push((state.step, v));
         }
         if cfg.fingerprint_every > 0 && state.step.is_multiple_of(cfg.fingerprint_every) {
-            state.trajectory.push((state.step, params.fingerprint()?));
+            state.trajectory.push((state.step, model.fingerprint()?));
         }
         let every = cfg.stage.checkpoint_every;
         if every > 0 && state.step.is_multiple_of(every) && state.step < cfg.total_steps {
-            checkpoint(params, opt, state)?;
+            checkpoint(&model.params()?, &model.optimizer()?, state)?;
         }
     }
     if state.trajectory.last().map(|t| t.0) != Some(state.step) {
-        state.trajectory.push((state.step, params.fingerprint()?));
+        state.trajectory.push((state.step, model.fingerprint()?));
     }
     Ok(())
 }
 
-/// Language-modelling loss (PT and SFT): masked next-token cross-entropy.
-pub fn lm_loss(
-    model: &Transformer,
-    params: &Params,
-    batch: &Batch,
-    f: &mut Forward<'_>,
-) -> Result<Tensor, ModelError> {
-    let (inp, tgt, mask) = batch.tensors(&model.device)?;
-    let logits = model.forward(params, &inp, f)?;
-    crate::model::transformer::masked_cross_entropy(&logits, &tgt, &mask)
+/// The gradient multiplier of global-norm clipping (PyTorch's `clip_grad_norm_` rule: factor
+/// `max_norm / (norm + 1e-6)` when below 1; `max_norm` 0 turns clipping off).
+pub fn clip_factor(norm: f64, max_norm: f64) -> f64 {
+    if max_norm > 0.0 {
+        let f = max_norm / (norm + 1e-6);
+        if f < 1.0 {
+            return f;
+        }
+    }
+    1.0
 }

@@ -23,6 +23,7 @@ use std::time::Instant;
 use candle_core::Device;
 use serde_json::{Value, json};
 
+use super::backend::{self, Kernels};
 use super::checkpoint::{self as ckpt, CheckpointBytes};
 use super::engine::{self, LoopConfig, LoopState, StageTask, StepMetrics, TrainError};
 use super::optim::AdamW;
@@ -30,7 +31,7 @@ use super::tasks::{DpoTask, LmExample, LmTask, PrefExample, Sampler, epoch_order
 use super::{dpo, pt, sft};
 use crate::data::{self, ReadOptions, Skipped};
 use crate::model::checkpoint::{hf_config, params_from, parse_hf_config, safetensors_bytes};
-use crate::model::{ModelConfig, ModelError, Param, Params, Transformer, gguf, hf, lora};
+use crate::model::{ModelConfig, ModelError, Param, Params, gguf, hf, lora};
 use crate::rng::Rng;
 use crate::spec::{
     DType, DeviceSpec, Format, Length, ModelSource, Spec, Stage, StageKind, TemplateSpec,
@@ -835,7 +836,7 @@ impl StageExecutor for TrainExecutor {
         }
         let mut report = DataReport::default();
         let prepared = prepare(ctx, &base, &opts, &mut report)?;
-        let model = Transformer::new(base.cfg.clone(), &dev).map_err(model_err("model"))?;
+        let kernels = Kernels::for_device(&dev);
         let seed = ctx.spec.seed;
         let batch = stage.batch_size as usize;
         let pad = base.tokenizer.pad_id();
@@ -860,7 +861,6 @@ impl StageExecutor for TrainExecutor {
                 let n = train.len();
                 (
                     Box::new(LmTask {
-                        lora: lora_fwd.clone(),
                         examples: train,
                         val,
                         batch_size: batch,
@@ -874,9 +874,11 @@ impl StageExecutor for TrainExecutor {
                 report.train_examples = pairs.len() as u64;
                 // The reference is the stage's starting model (with LoRA: adapters off).
                 tracing::info!(pairs = pairs.len(), "caching reference log-probs");
-                let reference = base.params.frozen().map_err(model_err("reference"))?;
-                let cached = DpoTask::cache_reference(&model, &reference, None, &pairs)
+                let mut reference = backend::scorer(kernels, &base.cfg, &dev, &base.params)
+                    .map_err(model_err("reference"))?;
+                let cached = DpoTask::cache_reference(reference.as_mut(), &pairs)
                     .map_err(model_err("reference log-probs"))?;
+                drop(reference);
                 let n = pairs.len();
                 (
                     Box::new(DpoTask {
@@ -912,7 +914,7 @@ impl StageExecutor for TrainExecutor {
             },
         };
 
-        let (params, mut opt, mut state) =
+        let (params, opt, mut state) =
             match load_resume(ctx, &dev, &base.params, stage.lora.is_some())? {
                 Some((p, o, s)) => {
                     tracing::info!(step = s.step, "resuming from checkpoint");
@@ -925,6 +927,9 @@ impl StageExecutor for TrainExecutor {
                 ),
             };
         let resumed_at = state.step;
+        let mut model = backend::build(kernels, &base.cfg, &dev, &params, lora_fwd.clone(), &opt)
+            .map_err(model_err("model"))?;
+        drop((params, opt));
 
         // Progress and timings.
         let bar = if ctx.progress {
@@ -987,10 +992,7 @@ impl StageExecutor for TrainExecutor {
         };
         let result = engine::run(
             &cfg,
-            &model,
-            &params,
-            lora_fwd.as_ref(),
-            &mut opt,
+            model.as_mut(),
             &mut state,
             task.as_mut(),
             &mut checkpoint,
@@ -1027,6 +1029,8 @@ impl StageExecutor for TrainExecutor {
         let elapsed = started.elapsed().as_secs_f64();
 
         // Outputs.
+        let params = model.params().map_err(model_err("output"))?;
+        drop(model);
         let work = ctx.work_dir;
         let mut files = BTreeMap::new();
         let merged = match &lora_fwd {

@@ -1,6 +1,7 @@
 //! The training engine: one step loop shared by PT, SFT and DPO, with our own AdamW, schedules,
 //! gradient clipping and accumulation.
 
+pub mod backend;
 pub mod checkpoint;
 pub mod dpo;
 pub mod engine;

@@ -15,7 +15,7 @@ pub fn decays(name: &str) -> bool {
     !(name.ends_with("norm.weight") || name.ends_with(".bias") || name.contains("embed_tokens"))
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AdamW {
     pub cfg: Optimizer,
     /// Completed optimizer steps.

@@ -8,11 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{D, Device, Tensor};
-
-use super::engine::{Batch, Cursor, StageTask};
-use crate::model::transformer::{Forward, masked_logprobs};
-use crate::model::{ModelError, Params, Transformer};
+use super::backend::Backend;
+use super::engine::{Batch, Cursor, Objective, StageTask, lm_objective};
+use crate::model::ModelError;
 use crate::rng::Rng;
 
 /// The order of `n` examples in `epoch` of `stage`, from the seed.
@@ -102,8 +100,6 @@ pub fn lm_batch(rows: &[&LmExample], pad: u32) -> Batch {
 
 /// PT and SFT: masked next-token cross-entropy.
 pub struct LmTask {
-    /// LoRA settings, so the held-out loss is measured with the adapters on.
-    pub lora: Option<crate::model::transformer::LoraForward>,
     pub examples: Vec<LmExample>,
     pub val: Vec<LmExample>,
     pub batch_size: usize,
@@ -118,24 +114,12 @@ impl StageTask for LmTask {
         Ok(lm_batch(&rows, self.pad))
     }
 
-    fn loss(
-        &mut self,
-        model: &Transformer,
-        params: &Params,
-        batch: &Batch,
-        f: &mut Forward<'_>,
-    ) -> Result<(Tensor, BTreeMap<String, f64>), ModelError> {
-        Ok((
-            super::engine::lm_loss(model, params, batch, f)?,
-            BTreeMap::new(),
-        ))
+    fn objective(&mut self, batch: &Batch, row_logps: &[f64]) -> Result<Objective, ModelError> {
+        Ok(lm_objective(batch, row_logps))
     }
 
-    fn eval_loss(
-        &mut self,
-        model: &Transformer,
-        params: &Params,
-    ) -> Result<Option<f64>, ModelError> {
+    /// Measured with LoRA adapters on (the backend's own), dropout off.
+    fn eval_loss(&mut self, model: &mut dyn Backend) -> Result<Option<f64>, ModelError> {
         if self.val.is_empty() {
             return Ok(None);
         }
@@ -144,16 +128,7 @@ impl StageTask for LmTask {
         let mut count = 0f64;
         for ex in &self.val {
             let b = lm_batch(&[ex], self.pad);
-            let (inp, tgt, mask) = b.tensors(&model.device)?;
-            let mut f = Forward {
-                lora: self.lora.as_ref(),
-                rng: None,
-            };
-            let logits = model.forward(&params.frozen()?, &inp, &mut f)?;
-            let lp = masked_logprobs(&logits, &tgt, &mask)?
-                .sum_all()?
-                .to_scalar::<f32>()?;
-            total -= lp as f64;
+            total -= model.score(&b)?.iter().sum::<f64>();
             count += b.supervised() as f64;
         }
         Ok(Some(if count > 0.0 { total / count } else { 0.0 }))
@@ -180,17 +155,10 @@ fn pref_rows(e: &PrefExample) -> (LmExample, LmExample) {
 }
 
 /// Summed response log-probabilities of (chosen, rejected) for one pair.
-pub fn pair_logps(
-    model: &Transformer,
-    params: &Params,
-    e: &PrefExample,
-    f: &mut Forward<'_>,
-) -> Result<Tensor, ModelError> {
+pub fn pair_logps(model: &mut dyn Backend, e: &PrefExample) -> Result<(f64, f64), ModelError> {
     let (c, r) = pref_rows(e);
-    let b = lm_batch(&[&c, &r], 0);
-    let (inp, tgt, mask) = b.tensors(&model.device)?;
-    let logits = model.forward(params, &inp, f)?;
-    masked_logprobs(&logits, &tgt, &mask)
+    let lp = model.score(&lm_batch(&[&c, &r], 0))?;
+    Ok((lp[0], lp[1]))
 }
 
 /// DPO with the sigmoid loss: `-log σ(β·((πc − rc) − (πr − rr)))`, where π are the policy's
@@ -206,22 +174,22 @@ pub struct DpoTask {
 }
 
 impl DpoTask {
-    /// Compute the reference log-probs, one pair at a time (independent of batching).
+    /// The reference log-probs under `reference` (a scorer over the stage's starting model; with
+    /// LoRA, the base without adapters), one pair at a time (independent of batching).
     pub fn cache_reference(
-        model: &Transformer,
-        reference: &Params,
-        lora: Option<&crate::model::transformer::LoraForward>,
+        reference: &mut dyn Backend,
         examples: &[PrefExample],
     ) -> Result<Vec<(f32, f32)>, ModelError> {
-        // With LoRA the reference is the base model: adapters off.
-        let _ = lora;
-        let mut out = Vec::with_capacity(examples.len());
-        for e in examples {
-            let lp = pair_logps(model, reference, e, &mut Forward::eval())?.to_vec1::<f32>()?;
-            out.push((lp[0], lp[1]));
-        }
-        Ok(out)
+        examples
+            .iter()
+            .map(|e| pair_logps(reference, e).map(|(c, r)| (c as f32, r as f32)))
+            .collect()
     }
+}
+
+/// `log σ(x)`, stable for large |x|.
+fn log_sigmoid(x: f64) -> f64 {
+    x.min(0.0) - (-x.abs()).exp().ln_1p()
 }
 
 impl StageTask for DpoTask {
@@ -237,40 +205,45 @@ impl StageTask for DpoTask {
         Ok(b)
     }
 
-    fn loss(
-        &mut self,
-        model: &Transformer,
-        params: &Params,
-        batch: &Batch,
-        f: &mut Forward<'_>,
-    ) -> Result<(Tensor, BTreeMap<String, f64>), ModelError> {
-        let dev: &Device = &model.device;
-        let (inp, tgt, mask) = batch.tensors(dev)?;
-        let logits = model.forward(params, &inp, f)?;
-        let lp = masked_logprobs(&logits, &tgt, &mask)?;
+    fn objective(&mut self, batch: &Batch, lp: &[f64]) -> Result<Objective, ModelError> {
         let half = batch.rows / 2;
-        let refs = Tensor::from_vec(batch.ref_logps.clone(), batch.rows, dev)?;
-        let diff = (lp - refs)?; // policy − reference, per row
-        let chosen = diff.narrow(0, 0, half)?;
-        let rejected = diff.narrow(0, half, half)?;
-        let margin = ((&chosen - &rejected)? * self.beta)?;
-        // log σ(x) = min(x, 0) − log(1 + e^{−|x|}), stable for large |x|.
-        let log_sig =
-            (margin.minimum(0f32)? - margin.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
-        let loss = log_sig.mean(D::Minus1)?.neg()?;
-        let m = margin.to_vec1::<f32>()?;
-        let rc = (chosen * self.beta)?.to_vec1::<f32>()?;
-        let rr = (rejected * self.beta)?.to_vec1::<f32>()?;
-        let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
+        if lp.len() != batch.rows || batch.ref_logps.len() != batch.rows || half == 0 {
+            return Err(ModelError::Config(format!(
+                "DPO batch of {} rows with {} log-probs and {} reference log-probs",
+                batch.rows,
+                lp.len(),
+                batch.ref_logps.len()
+            )));
+        }
+        let beta = self.beta;
+        let mut d_rows = vec![0f64; batch.rows];
+        let (mut loss, mut rc, mut rr, mut margins, mut right) = (0f64, 0f64, 0f64, 0f64, 0usize);
+        for i in 0..half {
+            // policy − reference, per response
+            let c = lp[i] - batch.ref_logps[i] as f64;
+            let r = lp[half + i] - batch.ref_logps[half + i] as f64;
+            let margin = beta * (c - r);
+            loss -= log_sigmoid(margin);
+            // d(−log σ(x))/dx = −σ(−x)
+            let g = -(1.0 / (1.0 + margin.exp())) * beta / half as f64;
+            d_rows[i] = g;
+            d_rows[half + i] = -g;
+            rc += beta * c;
+            rr += beta * r;
+            margins += margin;
+            right += usize::from(margin > 0.0);
+        }
+        let n = half as f64;
         let mut extra = BTreeMap::new();
-        extra.insert("rewards/chosen".into(), mean(&rc));
-        extra.insert("rewards/rejected".into(), mean(&rr));
-        extra.insert("rewards/margins".into(), mean(&m) / 1.0);
-        extra.insert(
-            "rewards/accuracy".into(),
-            m.iter().filter(|&&x| x > 0.0).count() as f64 / m.len().max(1) as f64,
-        );
-        Ok((loss, extra))
+        extra.insert("rewards/chosen".into(), rc / n);
+        extra.insert("rewards/rejected".into(), rr / n);
+        extra.insert("rewards/margins".into(), margins / n);
+        extra.insert("rewards/accuracy".into(), right as f64 / n);
+        Ok(Objective {
+            loss: loss / n,
+            d_rows,
+            extra,
+        })
     }
 }
 
@@ -294,13 +267,15 @@ mod tests {
 
     #[test]
     fn dpo_learns_to_prefer_chosen() {
-        use crate::model::ModelConfig;
+        use crate::model::{ModelConfig, Params};
         use crate::spec::{
             Family, InitConfig, Length, Optimizer, Position, Schedule, ScheduleKind, Stage,
             StageKind,
         };
+        use crate::train::backend::{Kernels, build, scorer};
         use crate::train::engine::{self, LoopConfig, LoopState, TrainError};
         use crate::train::optim::AdamW;
+        use candle_core::Device;
         let init = InitConfig {
             hidden_size: 32,
             layers: 1,
@@ -316,9 +291,7 @@ mod tests {
         };
         let cfg = ModelConfig::from_init(Family::Llama, &init, 20);
         let dev = Device::Cpu;
-        let model = Transformer::new(cfg.clone(), &dev).unwrap();
         let params = Params::init(&cfg, 4, &dev).unwrap();
-        let reference = params.frozen().unwrap();
         let examples: Vec<PrefExample> = (0..8u32)
             .map(|i| PrefExample {
                 prompt: vec![1, 2 + i % 5, 3],
@@ -326,7 +299,8 @@ mod tests {
                 rejected: vec![15, 14, 13, 19],
             })
             .collect();
-        let refs = DpoTask::cache_reference(&model, &reference, None, &examples).unwrap();
+        let mut reference = scorer(Kernels::Fused, &cfg, &dev, &params).unwrap();
+        let refs = DpoTask::cache_reference(reference.as_mut(), &examples).unwrap();
         let mut task = DpoTask {
             examples,
             reference: refs,
@@ -367,15 +341,13 @@ mod tests {
             seed: 1,
             fingerprint_every: 0,
         };
-        let mut opt = AdamW::new(stage.optimizer.clone());
+        let opt = AdamW::new(stage.optimizer.clone());
+        let mut model = build(Kernels::Fused, &cfg, &dev, &params, None, &opt).unwrap();
         let mut state = engine::fresh_state(1, "dpo");
         let mut ck = |_: &Params, _: &AdamW, _: &LoopState| -> Result<(), TrainError> { Ok(()) };
         engine::run(
             &lc,
-            &model,
-            &params,
-            None,
-            &mut opt,
+            model.as_mut(),
             &mut state,
             &mut task,
             &mut ck,

@@ -2,15 +2,15 @@
 //! from a mid-stage checkpoint ends with exactly the same parameters, optimizer state and metrics
 //! as an uninterrupted one.
 
-use std::collections::BTreeMap;
+use candle_core::Device;
 
-use candle_core::{Device, Tensor};
-
+use super::backend::{Kernels, build};
 use super::checkpoint;
-use super::engine::{self, Batch, Cursor, LoopConfig, LoopState, StageTask, TrainError};
+use super::engine::{
+    self, Batch, Cursor, LoopConfig, LoopState, Objective, StageTask, TrainError, lm_objective,
+};
 use super::optim::AdamW;
-use crate::model::transformer::Forward;
-use crate::model::{ModelConfig, ModelError, Params, Transformer};
+use crate::model::{ModelConfig, ModelError, Params};
 use crate::spec::{
     Family, InitConfig, Length, Optimizer, Position, Schedule, ScheduleKind, Stage, StageKind,
 };
@@ -43,18 +43,12 @@ impl StageTask for Cyclic {
             ref_logps: vec![],
         })
     }
-    fn loss(
-        &mut self,
-        model: &Transformer,
-        params: &Params,
-        batch: &Batch,
-        f: &mut Forward<'_>,
-    ) -> Result<(Tensor, BTreeMap<String, f64>), ModelError> {
-        Ok((engine::lm_loss(model, params, batch, f)?, BTreeMap::new()))
+    fn objective(&mut self, batch: &Batch, rows: &[f64]) -> Result<Objective, ModelError> {
+        Ok(lm_objective(batch, rows))
     }
 }
 
-fn setup(steps: u64, checkpoint_every: u64) -> (LoopConfig, Transformer, Params) {
+fn setup(steps: u64, checkpoint_every: u64) -> (LoopConfig, ModelConfig, Params) {
     let init = InitConfig {
         hidden_size: 32,
         layers: 2,
@@ -95,7 +89,6 @@ fn setup(steps: u64, checkpoint_every: u64) -> (LoopConfig, Transformer, Params)
         beta: None,
         max_samples: None,
     };
-    let model = Transformer::new(cfg.clone(), &Device::Cpu).unwrap();
     let params = Params::init(&cfg, 9, &Device::Cpu).unwrap();
     (
         LoopConfig {
@@ -104,18 +97,20 @@ fn setup(steps: u64, checkpoint_every: u64) -> (LoopConfig, Transformer, Params)
             seed: 9,
             fingerprint_every: 5,
         },
-        model,
+        cfg,
         params,
     )
 }
 
 fn train(
+    kernels: Kernels,
     steps: u64,
     every: u64,
     saved: &mut Vec<checkpoint::CheckpointBytes>,
 ) -> (Params, AdamW, LoopState) {
-    let (cfg, model, params) = setup(steps, every);
-    let mut opt = AdamW::new(cfg.stage.optimizer.clone());
+    let (cfg, mc, params) = setup(steps, every);
+    let opt = AdamW::new(cfg.stage.optimizer.clone());
+    let mut model = build(kernels, &mc, &Device::Cpu, &params, None, &opt).unwrap();
     let mut state = engine::fresh_state(cfg.seed, "pt");
     let mut task = Cyclic {
         vocab: 31,
@@ -128,28 +123,31 @@ fn train(
     };
     engine::run(
         &cfg,
-        &model,
-        &params,
-        None,
-        &mut opt,
+        model.as_mut(),
         &mut state,
         &mut task,
         &mut ck,
         &mut |_| {},
     )
     .unwrap();
-    (params, opt, state)
+    (model.params().unwrap(), model.optimizer().unwrap(), state)
 }
 
 #[test]
 fn loss_falls_and_runs_are_bit_identical() {
+    for kernels in [Kernels::Fused, Kernels::Composite] {
+        loss_falls_and_runs_are_bit_identical_with(kernels);
+    }
+}
+
+fn loss_falls_and_runs_are_bit_identical_with(kernels: Kernels) {
     let mut a_ck = Vec::new();
-    let (pa, oa, sa) = train(30, 0, &mut a_ck);
+    let (pa, oa, sa) = train(kernels, 30, 0, &mut a_ck);
     let first = sa.metrics[0].loss;
     let last = sa.metrics.last().unwrap().loss;
     assert!(last < first * 0.7, "loss did not fall: {first} -> {last}");
     let mut b_ck = Vec::new();
-    let (pb, ob, sb) = train(30, 0, &mut b_ck);
+    let (pb, ob, sb) = train(kernels, 30, 0, &mut b_ck);
     assert_eq!(pa.fingerprint().unwrap(), pb.fingerprint().unwrap());
     assert_eq!(sa, sb);
     assert_eq!(
@@ -164,13 +162,19 @@ fn loss_falls_and_runs_are_bit_identical() {
 
 #[test]
 fn resume_from_a_checkpoint_is_bit_identical() {
+    for kernels in [Kernels::Fused, Kernels::Composite] {
+        resume_from_a_checkpoint_is_bit_identical_with(kernels);
+    }
+}
+
+fn resume_from_a_checkpoint_is_bit_identical_with(kernels: Kernels) {
     let mut saved = Vec::new();
-    let (pa, oa, sa) = train(12, 5, &mut saved);
+    let (pa, oa, sa) = train(kernels, 12, 5, &mut saved);
     assert_eq!(saved.len(), 2, "checkpoints at steps 5 and 10");
     let full = checkpoint::save(&pa, &oa, &sa).unwrap();
     // "Crash" after the step-5 checkpoint: restore it and finish.
-    let (cfg, model, _) = setup(12, 5);
-    let (params, mut opt, mut state) =
+    let (cfg, mc, _) = setup(12, 5);
+    let (params, opt, mut state) =
         checkpoint::load(&saved[0], &cfg.stage.optimizer, &Device::Cpu, &|_| true).unwrap();
     assert_eq!(state.step, 5);
     let mut task = Cyclic {
@@ -179,19 +183,22 @@ fn resume_from_a_checkpoint_is_bit_identical() {
         len: 16,
     };
     let mut ck = |_: &Params, _: &AdamW, _: &LoopState| -> Result<(), TrainError> { Ok(()) };
+    let mut model = build(kernels, &mc, &Device::Cpu, &params, None, &opt).unwrap();
     engine::run(
         &cfg,
-        &model,
-        &params,
-        None,
-        &mut opt,
+        model.as_mut(),
         &mut state,
         &mut task,
         &mut ck,
         &mut |_| {},
     )
     .unwrap();
-    let resumed = checkpoint::save(&params, &opt, &state).unwrap();
+    let resumed = checkpoint::save(
+        &model.params().unwrap(),
+        &model.optimizer().unwrap(),
+        &state,
+    )
+    .unwrap();
     let h = |b: &[u8]| blake3::hash(b).to_hex().to_string();
     assert_eq!(
         h(&resumed.state),
@@ -210,12 +217,13 @@ fn resume_from_a_checkpoint_is_bit_identical() {
 
 #[test]
 fn nan_loss_names_the_step() {
-    let (cfg, model, params) = setup(5, 0);
+    let (cfg, mc, params) = setup(5, 0);
     let mut bad = cfg.clone();
     bad.stage.optimizer.lr = 1e30;
     bad.stage.clip_grad = 0.0;
     bad.stage.schedule.warmup = 0;
-    let mut opt = AdamW::new(bad.stage.optimizer.clone());
+    let opt = AdamW::new(bad.stage.optimizer.clone());
+    let mut model = build(Kernels::Fused, &mc, &Device::Cpu, &params, None, &opt).unwrap();
     let mut state = engine::fresh_state(1, "pt");
     let mut task = Cyclic {
         vocab: 31,
@@ -225,10 +233,7 @@ fn nan_loss_names_the_step() {
     let mut ck = |_: &Params, _: &AdamW, _: &LoopState| -> Result<(), TrainError> { Ok(()) };
     let err = engine::run(
         &bad,
-        &model,
-        &params,
-        None,
-        &mut opt,
+        model.as_mut(),
         &mut state,
         &mut task,
         &mut ck,

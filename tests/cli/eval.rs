@@ -142,7 +142,11 @@ fn run_scores_and_gates_promote_records_history_and_results_are_stable() {
     let evals = report["evals"].as_array().unwrap();
     // The untrained starting model is scored as stage `base`, then each trained stage.
     let stages: Vec<&str> = evals.iter().map(|e| e["stage"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["base", "pt", "sft", "dpo"], "one suite per stage: {report}");
+    assert_eq!(
+        stages,
+        ["base", "pt", "sft", "dpo"],
+        "one suite per stage: {report}"
+    );
     assert!(evals.iter().all(|e| e["status"] == "complete"));
     let m = &evals[3]["metrics"];
     for k in [
