@@ -1,5 +1,6 @@
 //! An exported from-scratch checkpoint gives the same logits under candle-transformers' own Llama
-//! inference as under medrun's model. Run with `cargo test --features reference --test reference`.
+//! inference as under medrun's model, and the same sequence log-likelihood as medrun's fused
+//! training kernels. Run with `cargo test --features reference --test reference`.
 
 #![cfg(feature = "reference")]
 
@@ -68,5 +69,32 @@ fn exported_checkpoint_matches_candle_transformers_llama() {
             .unwrap();
         eprintln!("tie={tie}: max |logit difference| = {diff:e}");
         assert!(diff < 1e-4, "logits differ by {diff}");
+
+        // The fused training kernels give the same log-likelihood of the sequence as
+        // candle-transformers (which returns the last position's logits: score each prefix).
+        let mut fused = medrun::model::fused::FusedModel::new(&cfg, &params, None).unwrap();
+        let n = ids.len() - 1;
+        let batch = medrun::train::engine::Batch {
+            rows: 1,
+            len: n,
+            inputs: ids[..n].to_vec(),
+            targets: ids[1..].to_vec(),
+            mask: vec![1.0; n],
+            ref_logps: vec![],
+        };
+        let ours = fused.score(&batch).unwrap()[0];
+        let mut theirs = 0f64;
+        for end in 1..=n {
+            let prefix = Tensor::from_vec(ids[..end].to_vec(), (1, end), &dev).unwrap();
+            let mut cache = ct::Cache::new(false, DType::F32, &config, &dev).unwrap();
+            let logits = llama.forward(&prefix, 0, &mut cache).unwrap().squeeze(0).unwrap();
+            let logp = candle_nn::ops::log_softmax(&logits, 0).unwrap();
+            theirs += logp.get(ids[end] as usize).unwrap().to_scalar::<f32>().unwrap() as f64;
+        }
+        eprintln!("tie={tie}: log-likelihood fused {ours:.6}, candle-transformers {theirs:.6}");
+        assert!(
+            (ours - theirs).abs() < 1e-4 * theirs.abs().max(1.0),
+            "fused {ours} vs candle-transformers {theirs}"
+        );
     }
 }

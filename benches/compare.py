@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""medrun against the Python stack on this machine, back to back: training tokens/s (the
+5.3 M-parameter Llama of benches/train.rs vs ../shared/bench/torch_llama.py), scoring and
+greedy-generation tokens/s on SmolLM2-135M-Instruct (benches/score.rs vs
+benches/peer/score_transformers.py), and the peak RSS of each process. Prints one table per
+round and the spread of each ratio over the rounds.
+
+usage: python3 benches/compare.py [--setup] [--rounds N] [--venv DIR] [--only train|score]
+
+  --setup    install the peer (../shared/bench/torch-peer-setup.sh, about 4 GB, once) and fetch
+             SmolLM2 (scripts/fetch-smollm2.sh) first
+  --rounds   back-to-back pairs of runs per benchmark (default 3)
+  --venv     the peer's virtual environment (default /tmp/torch-peer)
+
+Both sides use 2 threads and f32. Each run waits for a quiet machine first
+(../shared/bench/quiet.sh) when that script is there. Run by hand, never in CI.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "bench")
+THREADS = "2"
+
+
+def sh(cmd, env=None, check=True):
+    """Runs cmd, returns (stdout, peak RSS in MB from GNU time)."""
+    full = ["/usr/bin/time", "-f", "PEAK_RSS_KB %M"] + cmd
+    e = dict(os.environ)
+    e.update(env or {})
+    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        e.pop(k, None)
+    p = subprocess.run(full, cwd=ROOT, env=e, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        sys.exit(f"error: {' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    m = re.search(r"PEAK_RSS_KB (\d+)", p.stderr)
+    return p.stdout, (int(m.group(1)) / 1024 if m else float("nan"))
+
+
+def quiet():
+    q = os.path.join(SHARED, "quiet.sh")
+    if os.access(q, os.X_OK):
+        subprocess.run([q, "120"], capture_output=True)
+
+
+def bench_binaries():
+    """Builds the benchmarks and returns {name: executable}."""
+    p = subprocess.run(
+        ["cargo", "bench", "--locked", "--bench", "train", "--bench", "score", "--no-run",
+         "--message-format=json"],
+        cwd=ROOT, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"error: building the benchmarks failed:\n{p.stderr}")
+    out = {}
+    for line in p.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        exe = msg.get("executable")
+        if exe and msg.get("target", {}).get("kind") == ["bench"]:
+            out[msg["target"]["name"]] = exe
+    return out
+
+
+def num(pattern, text, what):
+    m = re.search(pattern, text)
+    if not m:
+        sys.exit(f"error: no {what} in:\n{text}")
+    return float(m.group(1))
+
+
+def train_round(exe, py):
+    quiet()
+    out, rss = sh([exe, "3", "20", "fused"], env={"RAYON_NUM_THREADS": THREADS})
+    m_tps = num(r"full fine-tuning \(fused\):\s+[\d.]+ ms/step\s+(\d+) tokens/s", out, "medrun tokens/s")
+    quiet()
+    peer = os.path.join(SHARED, "torch_llama.py")
+    pout, prss = sh([py, peer, THREADS, "3", "20"], env={"PROBE_H": "8", "PROBE_T": "128"})
+    p_tps = num(r"tokens/s (\d+)", pout, "PyTorch tokens/s")
+    return [("training tokens/s (5.3 M Llama, full fine-tuning)", m_tps, p_tps),
+            ("training peak RSS MB (lower is better)", rss, prss)]
+
+
+def score_round(exe, py):
+    quiet()
+    out, rss = sh([exe], env={"RAYON_NUM_THREADS": THREADS})
+    quiet()
+    pout, prss = sh([py, "benches/peer/score_transformers.py", THREADS],
+                    env={"HF_HUB_OFFLINE": "1"})
+
+    def medrun(name, share):
+        return num(rf"score {name}\s+share_prompt={share}\s+\d+ tokens\s+[\d.]+ s\s+([\d.]+) tokens/s",
+                   out, f"medrun {name} share_prompt={share}")
+
+    def peer(name):
+        # The better of the peer's two ways: one sequence at a time, or a question's choices
+        # batched.
+        vals = [float(v) for v in re.findall(
+            rf"score {name}\s+full sequences,.*?\s([\d.]+) tokens/s", pout)]
+        if not vals:
+            sys.exit(f"error: no transformers figure for {name} in:\n{pout}")
+        return max(vals)
+
+    rows = []
+    for name, label in [("mmlu-letters", "MMLU-style letters"), ("answer-text", "answer text")]:
+        best = peer(name)
+        rows.append((f"scoring tokens/s, {label}, whole sequences", medrun(name, "false"), best))
+        rows.append((f"scoring tokens/s, {label}, prompt shared", medrun(name, "true"), best))
+    rows.append(("greedy generation tokens/s, batch 1",
+                 num(r"generate greedy batch 1: \d+ tokens\s+[\d.]+ s\s+([\d.]+) tokens/s", out, "medrun generation"),
+                 num(r"generate greedy batch 1: \d+ tokens\s+[\d.]+ s\s+([\d.]+) tokens/s", pout, "peer generation")))
+    rows.append(("scoring + generation peak RSS MB (lower is better)", rss, prss))
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--setup", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--venv", default="/tmp/torch-peer")
+    ap.add_argument("--only", choices=["train", "score"])
+    a = ap.parse_args()
+    py = os.path.join(a.venv, "bin", "python")
+    if a.setup:
+        subprocess.run([os.path.join(SHARED, "torch-peer-setup.sh"), a.venv], check=True)
+        subprocess.run(["bash", "scripts/fetch-smollm2.sh"], cwd=ROOT, check=True)
+    if not os.access(py, os.X_OK):
+        sys.exit(f"error: no peer venv at {a.venv}; run with --setup (or ../shared/bench/torch-peer-setup.sh {a.venv})")
+    exes = bench_binaries()
+    ratios = {}
+    for r in range(1, a.rounds + 1):
+        rows = []
+        if a.only in (None, "train"):
+            rows += train_round(exes["train"], py)
+        if a.only in (None, "score"):
+            rows += score_round(exes["score"], py)
+        print(f"\n## round {r} (2 threads, f32, back to back)\n")
+        print("| | medrun | peer | medrun ÷ peer |")
+        print("|---|---|---|---|")
+        for name, m, p in rows:
+            ratio = m / p
+            ratios.setdefault(name, []).append(ratio)
+            print(f"| {name} | {m:,.1f} | {p:,.1f} | {ratio:.2f} |")
+        sys.stdout.flush()
+    print(f"\n## over {a.rounds} rounds\n")
+    print("| | min | median | max |")
+    print("|---|---|---|---|")
+    for name, v in ratios.items():
+        print(f"| {name} | {min(v):.2f} | {statistics.median(v):.2f} | {max(v):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
