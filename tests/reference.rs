@@ -87,9 +87,17 @@ fn exported_checkpoint_matches_candle_transformers_llama() {
         for end in 1..=n {
             let prefix = Tensor::from_vec(ids[..end].to_vec(), (1, end), &dev).unwrap();
             let mut cache = ct::Cache::new(false, DType::F32, &config, &dev).unwrap();
-            let logits = llama.forward(&prefix, 0, &mut cache).unwrap().squeeze(0).unwrap();
+            let logits = llama
+                .forward(&prefix, 0, &mut cache)
+                .unwrap()
+                .squeeze(0)
+                .unwrap();
             let logp = candle_nn::ops::log_softmax(&logits, 0).unwrap();
-            theirs += logp.get(ids[end] as usize).unwrap().to_scalar::<f32>().unwrap() as f64;
+            theirs += logp
+                .get(ids[end] as usize)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64;
         }
         eprintln!("tie={tie}: log-likelihood fused {ours:.6}, candle-transformers {theirs:.6}");
         assert!(

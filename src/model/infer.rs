@@ -101,10 +101,75 @@ struct Linear {
     bias: Option<Tensor>,
 }
 
+/// `x Wᵀ` for a single row `x` on the CPU through the pool-wide matrix-vector kernel
+/// ([`crate::model::kernels::gemv`]), which reads the weight at the bandwidth of every core;
+/// the matrix product would read it on one.
+struct RowTimesWt<'a> {
+    w: &'a Tensor,
+}
+
+impl candle_core::CustomOp1 for RowTimesWt<'_> {
+    fn name(&self) -> &'static str {
+        "row-times-weight-t"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &candle_core::CpuStorage,
+        xl: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (out, inp) = self.w.dims2()?;
+        let (ws, wl) = self.w.storage_and_layout();
+        let (
+            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(w)),
+            candle_core::CpuStorage::F32(x),
+        ) = (&*ws, x)
+        else {
+            candle_core::bail!("row-times-weight-t: f32 CPU tensors only");
+        };
+        let Some((w0, w1)) = wl.contiguous_offsets() else {
+            candle_core::bail!("row-times-weight-t: the weight must be contiguous");
+        };
+        let Some((x0, x1)) = xl.contiguous_offsets() else {
+            candle_core::bail!("row-times-weight-t: the input must be contiguous");
+        };
+        if x1 - x0 != inp {
+            candle_core::bail!(
+                "row-times-weight-t: {} inputs for a [{out}, {inp}] weight",
+                x1 - x0
+            );
+        }
+        let mut y = vec![0f32; out];
+        crate::model::kernels::gemv::gemv(&x[x0..x1], &w[w0..w1], &mut y);
+        let mut shape = xl.dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = out;
+        }
+        Ok((
+            candle_core::CpuStorage::F32(y),
+            candle_core::Shape::from(shape),
+        ))
+    }
+}
+
+/// `x Wᵀ` (`W` `[out, in]`, contiguous), with one-row products on the matrix-vector kernel.
+fn times_wt(x: &Tensor, w: &Tensor) -> R<Tensor> {
+    let x = x.contiguous()?;
+    let inp = w.dim(1)?;
+    if x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && x.elem_count() == inp
+    {
+        return Ok(x.apply_op1_no_bwd(&RowTimesWt { w })?);
+    }
+    Ok(x.broadcast_matmul(&w.t()?)?)
+}
+
 impl Linear {
     /// Output features `[.., out]` of `x` `[.., in]`.
     fn forward(&self, x: &Tensor) -> R<Tensor> {
-        let y = x.contiguous()?.broadcast_matmul(&self.w.t()?)?;
+        let y = times_wt(x, &self.w)?;
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -445,7 +510,7 @@ impl Infer {
 
     /// Logits `[..., vocab]` of hidden states `[..., hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> R<Tensor> {
-        Ok(hidden.contiguous()?.broadcast_matmul(&self.head.t()?)?)
+        times_wt(hidden, &self.head)
     }
 
     /// An empty one-sequence session.

@@ -72,22 +72,8 @@ multiversion! {
                 let b = slope * (j as f32 - i as f32);
                 *v = if j > i { f32::NEG_INFINITY } else { *v + b };
             }
-            let m = super::max(row);
-            let mut acc = [0f32; 16];
-            let mut chunks = row.chunks_exact_mut(16);
-            for c in &mut chunks {
-                for k in 0..16 {
-                    let e = exp(c[k] - m);
-                    c[k] = e;
-                    acc[k] += e;
-                }
-            }
-            let mut sum = super::fold(acc);
-            for v in chunks.into_remainder() {
-                let e = exp(*v - m);
-                *v = e;
-                sum += e;
-            }
+            let m = super::simd::max(row);
+            let sum = super::simd::exp_sub_sum(row, m);
             let inv = 1.0 / sum;
             for v in row.iter_mut() {
                 *v *= inv;
@@ -115,7 +101,7 @@ multiversion! {
     /// `dS = P ⊙ (dP − D)` in place in `dp`, with `D[r] = dO[r] · O[r]`.
     fn dscores_block(p: &[f32], dp: &mut [f32], n: usize, d_o: &[f32], o: &[f32], hd: usize, stride: usize) {
         for (r, (prow, dprow)) in p.chunks_exact(n).zip(dp.chunks_exact_mut(n)).enumerate() {
-            let d = super::dot(&d_o[r * stride..r * stride + hd], &o[r * stride..r * stride + hd]);
+            let d = super::simd::dot(&d_o[r * stride..r * stride + hd], &o[r * stride..r * stride + hd]);
             for (g, &pv) in dprow.iter_mut().zip(prow) {
                 *g = pv * (*g - d);
             }

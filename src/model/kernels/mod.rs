@@ -24,8 +24,10 @@
 pub mod adamw;
 pub mod attention;
 pub mod gemm;
+pub mod gemv;
 pub mod norm;
 pub mod rope;
+pub mod simd;
 pub mod swiglu;
 pub mod xent;
 

@@ -3,13 +3,13 @@
 
 use rayon::prelude::*;
 
-use super::{ROW_PIECE, dot, multiversion, reduce_partials};
+use super::{ROW_PIECE, multiversion, reduce_partials, simd};
 
 multiversion! {
     fn forward_rows(x: &[f32], w: &[f32], eps: f32, y: &mut [f32], inv: &mut [f32]) {
         let h = w.len();
         for ((xr, yr), r) in x.chunks_exact(h).zip(y.chunks_exact_mut(h)).zip(inv.iter_mut()) {
-            let ms = dot(xr, xr) / h as f32;
+            let ms = simd::dot(xr, xr) / h as f32;
             let s = 1.0 / (ms + eps).sqrt();
             *r = s;
             for ((o, a), b) in yr.iter_mut().zip(xr).zip(w) {
@@ -40,7 +40,7 @@ multiversion! {
             for (a, b) in xr.iter_mut().zip(rr) {
                 *a += *b;
             }
-            let ms = dot(xr, xr) / h as f32;
+            let ms = simd::dot(xr, xr) / h as f32;
             let s = 1.0 / (ms + eps).sqrt();
             *r = s;
             for ((o, a), b) in yr.iter_mut().zip(xr.iter()).zip(w) {
@@ -170,7 +170,7 @@ pub fn backward(
 multiversion! {
     fn head_rows(w: &[f32], h: usize, out: &mut [f32], norms: &mut [f32]) {
         for ((row, o), n) in w.chunks_exact(h).zip(out.chunks_exact_mut(h)).zip(norms.iter_mut()) {
-            let d = dot(row, row).sqrt() + 1e-12;
+            let d = simd::dot(row, row).sqrt() + 1e-12;
             *n = d;
             for (a, b) in o.iter_mut().zip(row) {
                 *a = b / d;
@@ -199,7 +199,7 @@ multiversion! {
             .zip(norms)
             .zip(dst.chunks_exact_mut(h))
         {
-            let c = dot(gr, wr);
+            let c = simd::dot(gr, wr);
             let inv = 1.0 / n;
             if accumulate {
                 for ((o, a), b) in d.iter_mut().zip(gr).zip(wr) {

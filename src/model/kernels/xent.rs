@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::{ROW_PIECE, exp, max, multiversion};
+use super::{ROW_PIECE, multiversion, simd};
 
 multiversion! {
     fn forward_rows(logits: &mut [f32], vocab: usize, targets: &[u32], logp: &mut [f32], inv_sum: &mut [f32]) {
@@ -15,23 +15,9 @@ multiversion! {
             .zip(logp.iter_mut())
             .zip(inv_sum.iter_mut())
         {
-            let m = max(row);
+            let m = simd::max(row);
             let lt = row[t as usize] - m;
-            let mut acc = [0f32; 16];
-            let mut chunks = row.chunks_exact_mut(16);
-            for c in &mut chunks {
-                for i in 0..16 {
-                    let e = exp(c[i] - m);
-                    c[i] = e;
-                    acc[i] += e;
-                }
-            }
-            let mut s = super::fold(acc);
-            for v in chunks.into_remainder() {
-                let e = exp(*v - m);
-                *v = e;
-                s += e;
-            }
+            let s = simd::exp_sub_sum(row, m);
             *lp = lt - s.ln();
             *is = 1.0 / s;
         }

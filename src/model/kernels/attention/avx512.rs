@@ -186,7 +186,9 @@ unsafe fn times_rows(p: &[f32], n: usize, v: &[f32], dp: usize, o: &mut [f32]) {
 /// AVX-512F must be available.
 #[target_feature(enable = "avx512f")]
 unsafe fn add_t_times(w: &[f32], n: usize, x: &[f32], dp: usize, acc: &mut [f32]) {
-    assert!(w.len() >= TQ * n && x.len() >= TQ * dp && acc.len() >= n * dp && dp.is_multiple_of(16));
+    assert!(
+        w.len() >= TQ * n && x.len() >= TQ * dp && acc.len() >= n * dp && dp.is_multiple_of(16)
+    );
     let (wp, xp, ap) = (w.as_ptr(), x.as_ptr(), acc.as_mut_ptr());
     let mut d0 = 0;
     while d0 < dp {
