@@ -7,8 +7,8 @@
 #      and judging the gates (exit 3 if a gate fails);
 #   5. promote the DPO checkpoint to the `demo` channel (recorded in promotions.yaml);
 #   6. show where everything is.
-# About 6.5 minutes on 2 CPU cores after the build (4 minutes from scratch). Re-running it reuses
-# every cached stage and result (well under a second).
+# About 2 minutes on 2 CPU cores after the build (4 to 8 minutes from scratch). Re-running it
+# reuses every cached stage and result (well under a second).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
