@@ -309,74 +309,47 @@ fn kernel_breakdown(step_ms: f64) {
         let mut yo = vec![0f32; m * out];
         let mut dxi = vec![0f32; m * inp];
         let mut dwt = vec![0f32; out * inp];
-        let fwd = time_ms(10, || {
-            matmul(
-                MatMut::new(&mut yo, m, out),
-                Mat::new(&xin, m, inp),
-                Mat::new(&wt, out, inp).t(),
-                1.0,
-                false,
-                Par::Pool,
-            )
-        });
-        let bwd = time_ms(10, || {
-            rayon::join(
-                || {
-                    matmul(
-                        MatMut::new(&mut dxi, m, inp),
-                        Mat::new(&dyo, m, out),
-                        Mat::new(&wt, out, inp),
-                        1.0,
-                        false,
-                        Par::Pool,
-                    )
-                },
-                || {
-                    matmul(
-                        MatMut::new(&mut dwt, out, inp),
-                        Mat::new(&dyo, m, out).t(),
-                        Mat::new(&xin, m, inp),
-                        1.0,
-                        false,
-                        Par::Pool,
-                    )
-                },
-            );
-        });
-        let single = time_ms(10, || {
-            matmul(
-                MatMut::new(&mut yo, m, out),
-                Mat::new(&xin, m, inp),
-                Mat::new(&wt, out, inp).t(),
-                1.0,
-                false,
-                Par::Single,
-            )
-        });
-        let pair_single = time_ms(10, || {
-            rayon::join(
-                || {
-                    matmul(
-                        MatMut::new(&mut dxi, m, inp),
-                        Mat::new(&dyo, m, out),
-                        Mat::new(&wt, out, inp),
-                        1.0,
-                        false,
-                        Par::Single,
-                    )
-                },
-                || {
-                    matmul(
-                        MatMut::new(&mut dwt, out, inp),
-                        Mat::new(&dyo, m, out).t(),
-                        Mat::new(&xin, m, inp),
-                        1.0,
-                        false,
-                        Par::Single,
-                    )
-                },
-            );
-        });
+        // The forward product, and the backward pair (input gradient ‖ weight gradient).
+        let mut forward = |par: Par| {
+            time_ms(10, || {
+                matmul(
+                    MatMut::new(&mut yo, m, out),
+                    Mat::new(&xin, m, inp),
+                    Mat::new(&wt, out, inp).t(),
+                    1.0,
+                    false,
+                    par,
+                )
+            })
+        };
+        let (fwd, single) = (forward(Par::Pool), forward(Par::Single));
+        let mut backward = |par: Par| {
+            time_ms(10, || {
+                rayon::join(
+                    || {
+                        matmul(
+                            MatMut::new(&mut dxi, m, inp),
+                            Mat::new(&dyo, m, out),
+                            Mat::new(&wt, out, inp),
+                            1.0,
+                            false,
+                            par,
+                        )
+                    },
+                    || {
+                        matmul(
+                            MatMut::new(&mut dwt, out, inp),
+                            Mat::new(&dyo, m, out).t(),
+                            Mat::new(&xin, m, inp),
+                            1.0,
+                            false,
+                            par,
+                        )
+                    },
+                );
+            })
+        };
+        let (bwd, pair_single) = (backward(Par::Pool), backward(Par::Single));
         let gf = 2.0 * (m * out * inp) as f64 / 1e6;
         println!(
             "  ({name}: forward on one thread {:.0} GFLOP/s, backward pair one thread each {:.0} GFLOP/s)",

@@ -1,7 +1,7 @@
 //! The backward pass of the fused model.
 
 use super::linear::{Ctx, pair_par};
-use super::{FusedModel, R, grow};
+use super::{Dims, FusedModel, R, grow};
 use crate::model::ModelError;
 use crate::model::kernels::gemm::{Mat, MatMut, matmul};
 use crate::model::kernels::{self, attention, norm, rope, swiglu, xent};
@@ -19,14 +19,14 @@ impl FusedModel {
         }
         self.ready = false;
         let cfg = &self.cfg;
-        let (h, nh, nkv, hd, inter, vocab) = (
-            cfg.hidden_size,
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim(),
-            cfg.intermediate_size,
-            cfg.vocab_size,
-        );
+        let Dims {
+            h,
+            nh,
+            nkv,
+            hd,
+            inter,
+            vocab,
+        } = Dims::of(cfg);
         let wq = (nh + 2 * nkv) * hd;
         let ctx = Ctx {
             w: &self.w,

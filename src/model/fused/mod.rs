@@ -129,6 +129,29 @@ impl std::fmt::Debug for FusedModel {
     }
 }
 
+/// The sizes the passes use, from the config.
+struct Dims {
+    h: usize,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    inter: usize,
+    vocab: usize,
+}
+
+impl Dims {
+    fn of(cfg: &ModelConfig) -> Dims {
+        Dims {
+            h: cfg.hidden_size,
+            nh: cfg.num_attention_heads,
+            nkv: cfg.num_key_value_heads,
+            hd: cfg.head_dim(),
+            inter: cfg.intermediate_size,
+            vocab: cfg.vocab_size,
+        }
+    }
+}
+
 fn grow(v: &mut Vec<f32>, n: usize) {
     v.resize(n, 0.0);
 }
@@ -329,14 +352,14 @@ impl FusedModel {
         let cfg = &self.cfg;
         let (rows, t) = (batch.rows, batch.len);
         let m = rows * t;
-        let (h, nh, nkv, hd, inter, vocab) = (
-            cfg.hidden_size,
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim(),
-            cfg.intermediate_size,
-            cfg.vocab_size,
-        );
+        let Dims {
+            h,
+            nh,
+            nkv,
+            hd,
+            inter,
+            vocab,
+        } = Dims::of(cfg);
         let eps = cfg.rms_norm_eps as f32;
         let wq = (nh + 2 * nkv) * hd;
         let nl = cfg.num_hidden_layers;
