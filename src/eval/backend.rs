@@ -36,12 +36,13 @@
 //! - In a pass, everything but the linear layers works per row (embedding lookup, RMSNorm,
 //!   SwiGLU, softmax, RoPE) or runs one matrix product per sequence and key/value head
 //!   (attention scores and values) whose shape is fixed by that sequence's bucket.
-//! - The linear layers multiply all rows of the batch stacked. The matrix kernel (gemm 0.19
-//!   under candle 0.11) sums each output element in the same order whatever the number of
-//!   stacked rows, provided that number stays above a threshold that depends on the layer
-//!   shapes ([`Infer::min_stack_rows`] explains which kernel paths it avoids). Every bucket is
-//!   at least that long; a sequence whose bucket cannot be (too close to the model's maximum
-//!   positions) runs alone, so it too always sees the same computation.
+//! - The linear layers multiply all rows of the batch stacked. On the CPU the matrix kernel
+//!   (`model::kernels::packed`) sums each output element in the same order whatever the
+//!   number of stacked rows. candle's matmul (other devices) does so only above a threshold
+//!   that depends on the layer shapes ([`Infer::min_stack_rows`], 1 on the CPU, explains
+//!   which kernel paths it avoids). Every bucket is at least that long; a sequence whose
+//!   bucket cannot be (too close to the model's maximum positions) runs alone, so it too
+//!   always sees the same computation.
 //! - The output head runs on the scored positions of several sequences stacked, each giving a
 //!   window of at least [`Infer::min_head_rows`] rows (the same rule for the head's shape);
 //!   log-softmax, argmax and sampling run on the host in f64 per row.
@@ -938,9 +939,10 @@ mod tests {
 
     #[test]
     fn loglikelihood_does_not_depend_on_batch_size_or_batch_partners() {
-        // The last two have layers whose products would take another kernel path with fewer
-        // stacked rows (a down projection of k = 600 into 32 outputs; k = 520 everywhere): with
-        // `min_stack_rows` / `min_head_rows` forced to 1, this test fails on them.
+        // The last two have layers whose products would take another path of candle's matmul
+        // with few stacked rows (a down projection of k = 600 into 32 outputs; k = 520
+        // everywhere). On the CPU the packed kernel has no such paths (`min_stack_rows` and
+        // `min_head_rows` are 1), and this checks that every batch gives the same bits.
         let makers: [fn() -> ModelBackend; 4] = [
             llama,
             || tiny(Family::Baichuan2, Position::Alibi, 4),

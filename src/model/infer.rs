@@ -8,7 +8,8 @@
 //! block. It computes what the training forward computes, laid out for speed instead of
 //! gradients, and agrees with it to float rounding (the tests hold it to 1e-4):
 //! - q/k/v are fused into one product (as Baichuan2's `W_pack` already is) and gate/up into
-//!   another;
+//!   another, and on the CPU every weight (the head too) is packed once into the panels the
+//!   matrix kernel streams ([`crate::model::kernels::packed`]);
 //! - RMSNorm, RoPE and softmax use candle's fused kernels (which the training forward cannot:
 //!   they drop gradients);
 //! - grouped-query attention multiplies each key/value head with its group of query heads at
@@ -29,15 +30,19 @@
 //!
 //! # Batching without changing results
 //! A batched forward stacks the rows of every sequence into one matrix for each linear layer,
-//! so the row count of those matrix products depends on the batch. [`Infer::min_stack_rows`]
-//! gives the smallest per-sequence length for which that cannot change any sequence's values,
-//! and [`Infer::min_head_rows`] the same for the output head; see their documentation and
+//! so the row count of those matrix products depends on the batch. On the CPU the weights are
+//! packed once for [`crate::model::kernels::packed`], whose results never depend on the row
+//! count (one row, as in token-by-token decoding, gives the bits it gets in any batch). With
+//! candle's matmul (other devices), [`Infer::min_stack_rows`] gives the smallest per-sequence
+//! length for which the row count cannot change any sequence's values, and
+//! [`Infer::min_head_rows`] the same for the output head; see their documentation and
 //! `eval::backend` for how the evaluation backend uses them.
 
 use candle_core::{DType, Device, Tensor};
 
 use super::ModelError;
 use super::config::ModelConfig;
+use super::kernels::packed::{self, PackedWt};
 use super::params::Params;
 use super::transformer::{Transformer, alibi_slopes};
 use crate::spec::{Family, Position};
@@ -95,22 +100,28 @@ impl KvCache {
     }
 }
 
-/// `x Wᵀ + b` with `W` stored `[out, in]`, contiguous.
+/// A linear layer's weight `[out, in]`: on the CPU packed once for
+/// [`crate::model::kernels::packed`], elsewhere a contiguous tensor for candle's matmul.
+enum Weight {
+    Packed(PackedWt),
+    Dense(Tensor),
+}
+
+/// `x Wᵀ + b`.
 struct Linear {
-    w: Tensor,
+    w: Weight,
     bias: Option<Tensor>,
 }
 
-/// `x Wᵀ` for a single row `x` on the CPU through the pool-wide matrix-vector kernel
-/// ([`crate::model::kernels::gemv`]), which reads the weight at the bandwidth of every core;
-/// the matrix product would read it on one.
-struct RowTimesWt<'a> {
-    w: &'a Tensor,
+/// `x Wᵀ` on the packed CPU kernel, for any number of rows (each row's result is the same
+/// whatever the others are: see the kernel's documentation).
+struct PackedTimes<'a> {
+    w: &'a PackedWt,
 }
 
-impl candle_core::CustomOp1 for RowTimesWt<'_> {
+impl candle_core::CustomOp1 for PackedTimes<'_> {
     fn name(&self) -> &'static str {
-        "row-times-weight-t"
+        "packed-times-weight-t"
     }
 
     fn cpu_fwd(
@@ -118,29 +129,22 @@ impl candle_core::CustomOp1 for RowTimesWt<'_> {
         x: &candle_core::CpuStorage,
         xl: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let (out, inp) = self.w.dims2()?;
-        let (ws, wl) = self.w.storage_and_layout();
-        let (
-            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(w)),
-            candle_core::CpuStorage::F32(x),
-        ) = (&*ws, x)
-        else {
-            candle_core::bail!("row-times-weight-t: f32 CPU tensors only");
-        };
-        let Some((w0, w1)) = wl.contiguous_offsets() else {
-            candle_core::bail!("row-times-weight-t: the weight must be contiguous");
+        let (out, inp) = (self.w.n(), self.w.k());
+        let candle_core::CpuStorage::F32(x) = x else {
+            candle_core::bail!("packed-times-weight-t: f32 inputs only");
         };
         let Some((x0, x1)) = xl.contiguous_offsets() else {
-            candle_core::bail!("row-times-weight-t: the input must be contiguous");
+            candle_core::bail!("packed-times-weight-t: the input must be contiguous");
         };
-        if x1 - x0 != inp {
+        if xl.dims().last() != Some(&inp) {
             candle_core::bail!(
-                "row-times-weight-t: {} inputs for a [{out}, {inp}] weight",
-                x1 - x0
+                "packed-times-weight-t: input {:?} for a [{out}, {inp}] weight",
+                xl.dims()
             );
         }
-        let mut y = vec![0f32; out];
-        crate::model::kernels::gemv::gemv(&x[x0..x1], &w[w0..w1], &mut y);
+        let rows = (x1 - x0) / inp.max(1);
+        let mut y = vec![0f32; rows * out];
+        packed::matmul(&x[x0..x1], rows, self.w, None, &mut y);
         let mut shape = xl.dims().to_vec();
         if let Some(last) = shape.last_mut() {
             *last = out;
@@ -152,24 +156,42 @@ impl candle_core::CustomOp1 for RowTimesWt<'_> {
     }
 }
 
-/// `x Wᵀ` (`W` `[out, in]`, contiguous), with one-row products on the matrix-vector kernel.
-fn times_wt(x: &Tensor, w: &Tensor) -> R<Tensor> {
-    let x = x.contiguous()?;
-    let inp = w.dim(1)?;
-    if x.device().is_cpu()
-        && x.dtype() == DType::F32
-        && w.dtype() == DType::F32
-        && x.elem_count() == inp
-    {
-        return Ok(x.apply_op1_no_bwd(&RowTimesWt { w })?);
+impl Weight {
+    /// Packs `w` (`[out, in]`) for the CPU kernel when it is an f32 CPU tensor.
+    fn new(w: Tensor) -> R<Weight> {
+        if w.device().is_cpu() && w.dtype() == DType::F32 {
+            let (out, inp) = w.dims2()?;
+            let values = w.flatten_all()?.to_vec1::<f32>()?;
+            Ok(Weight::Packed(PackedWt::new(&values, out, inp)))
+        } else {
+            Ok(Weight::Dense(w.contiguous()?))
+        }
     }
-    Ok(x.broadcast_matmul(&w.t()?)?)
+
+    /// `x Wᵀ` for `x` `[.., in]`.
+    fn times(&self, x: &Tensor) -> R<Tensor> {
+        match self {
+            Weight::Packed(w) => Ok(x.contiguous()?.apply_op1_no_bwd(&PackedTimes { w })?),
+            Weight::Dense(w) => Ok(x.contiguous()?.broadcast_matmul(&w.t()?)?),
+        }
+    }
+
+    /// `(in, out)`.
+    fn shape(&self) -> R<(usize, usize)> {
+        match self {
+            Weight::Packed(w) => Ok((w.k(), w.n())),
+            Weight::Dense(w) => {
+                let (out, inp) = w.dims2()?;
+                Ok((inp, out))
+            }
+        }
+    }
 }
 
 impl Linear {
     /// Output features `[.., out]` of `x` `[.., in]`.
     fn forward(&self, x: &Tensor) -> R<Tensor> {
-        let y = times_wt(x, &self.w)?;
+        let y = self.w.times(x)?;
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -178,8 +200,7 @@ impl Linear {
 
     /// `(in, out)`.
     fn shape(&self) -> R<(usize, usize)> {
-        let (out, inp) = self.w.dims2()?;
-        Ok((inp, out))
+        self.w.shape()
     }
 }
 
@@ -216,11 +237,14 @@ fn fused(p: &Params, names: &[String]) -> R<Linear> {
         None
     };
     let w = if ws.len() == 1 {
-        ws.remove(0).contiguous()?
+        ws.remove(0)
     } else {
         Tensor::cat(&ws, 0)?
     };
-    Ok(Linear { w, bias })
+    Ok(Linear {
+        w: Weight::new(w)?,
+        bias,
+    })
 }
 
 /// Where the new tokens of a pass sit: the position of each, and its segment (a token sees
@@ -247,7 +271,7 @@ pub struct Infer {
     layers: Vec<Layer>,
     norm: Tensor,
     /// [V, H]: tied embeddings or `lm_head`, row-normalised for NormHead.
-    head: Tensor,
+    head: Weight,
     /// RoPE tables [max_positions, head_dim / 2] (the fused kernel's layout).
     cos: Tensor,
     sin: Tensor,
@@ -314,15 +338,22 @@ impl Infer {
             });
         }
         let mut shapes = Vec::new();
+        let mut packed = true;
         for layer in &layers {
             for lin in [&layer.qkv, &layer.o, &layer.gate_up, &layer.down] {
                 shapes.push(lin.shape()?);
+                packed &= matches!(lin.w, Weight::Packed(_));
             }
         }
-        let head = model.head(&p)?.contiguous()?;
-        let (vocab, width) = head.dims2()?;
-        let min_rows = min_rows_for(&shapes);
-        let min_head_rows = min_rows_for(&[(width, vocab)]);
+        let head = Weight::new(model.head(&p)?)?;
+        let (width, vocab) = head.shape()?;
+        // The packed kernel's results never depend on the row count; candle's matmul needs
+        // enough rows (see `min_stack_rows`).
+        let min_rows = if packed { 1 } else { min_rows_for(&shapes) };
+        let min_head_rows = match head {
+            Weight::Packed(_) => 1,
+            Weight::Dense(_) => min_rows_for(&[(width, vocab)]),
+        };
         let half = cfg.head_dim() / 2;
         let (cos, sin) = model.rope_tables();
         let (cos, sin) = (
@@ -357,7 +388,10 @@ impl Infer {
     /// The least number of rows each sequence must contribute to a batched forward pass for its
     /// results to be bit-identical whatever else shares the batch.
     ///
-    /// Why: in a batch, each linear layer multiplies all sequences' rows stacked, `[M, k]` by
+    /// On the CPU this is 1: the weights are packed for [`crate::model::kernels::packed`], which
+    /// computes every output element in the same order whatever the number of rows. On other
+    /// devices (candle's matmul), and in the tests that check the rule, it is as follows. In a
+    /// batch, each linear layer multiplies all sequences' rows stacked, `[M, k]` by
     /// `[k, n]`, with `M` the batch's total row count; candle hands that to the `gemm` crate
     /// (0.19) as one product. gemm computes each output element as a sequential fused
     /// multiply-add over `k`, in blocks of `kc` whose size depends on `k` alone — on its main
@@ -510,7 +544,7 @@ impl Infer {
 
     /// Logits `[..., vocab]` of hidden states `[..., hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> R<Tensor> {
-        times_wt(hidden, &self.head)
+        self.head.times(hidden)
     }
 
     /// An empty one-sequence session.
@@ -988,25 +1022,24 @@ mod tests {
 
     #[test]
     fn stacked_row_minimum_follows_the_layer_shapes() {
-        let rows = |c: &ModelConfig| {
-            let i = infer_for(c, 1).0;
-            (i.min_stack_rows(), i.min_head_rows())
-        };
-        // Tiny test model: o_proj and down_proj have 32 outputs, so 9 rows keep 9·32 > 256;
-        // the head has 97.
+        // On the CPU the weights are packed and any row count gives the same bits.
         let c = cfg(Family::Llama, Position::Rope, 4, 2, false);
-        assert_eq!(rows(&c), (9, 3));
-        // SmolLM2-135M's shapes: hidden 576, 3 kv heads of 64, intermediate 1536.
-        let mut s = c.clone();
-        s.hidden_size = 576;
-        s.num_attention_heads = 9;
-        s.num_key_value_heads = 3;
-        s.intermediate_size = 1536;
-        s.num_hidden_layers = 1;
-        assert_eq!(rows(&s), (2, 3));
+        let i = infer_for(&c, 1).0;
+        assert_eq!((i.min_stack_rows(), i.min_head_rows()), (1, 1));
+        // The rule for candle's matmul (other devices). Tiny test model: o_proj and down_proj
+        // have 32 outputs, so 9 rows keep 9·32 > 256; the head has 97 outputs.
+        let (h, m) = (c.hidden_size, c.intermediate_size);
+        let q = c.num_attention_heads * c.head_dim();
+        let kv = c.num_key_value_heads * c.head_dim();
+        let layer = |h: usize, m: usize| vec![(h, q + 2 * kv), (q, h), (h, 2 * m), (m, h)];
+        assert_eq!(min_rows_for(&layer(h, m)), 9);
+        assert_eq!(min_rows_for(&[(h, 97)]), 3);
+        // SmolLM2-135M's shapes: hidden 576, 9 heads and 3 kv heads of 64, intermediate 1536.
+        assert_eq!(
+            min_rows_for(&[(576, 576 + 2 * 192), (576, 576), (576, 3072), (1536, 576)]),
+            2
+        );
         // A down projection with k > 512 into <= 64 outputs needs more than 64 rows.
-        let mut w = c;
-        w.intermediate_size = 600;
-        assert_eq!(rows(&w).0, 65);
+        assert_eq!(min_rows_for(&[(600, 32)]), 65);
     }
 }

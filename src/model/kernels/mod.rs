@@ -17,15 +17,17 @@
 //! - `exp` is medrun's own polynomial ([`exp`]), not the C library's, so it is the same on
 //!   every machine.
 //!
-//! Matrix products go through the `gemm` crate (the one candle uses), whose results do not
-//! depend on the thread count either; they may depend on the CPU's instruction set, which is
-//! why the device class in every stage key holds it.
+//! Training's matrix products go through the `gemm` crate (the one candle uses), whose results
+//! do not depend on the thread count either; they may depend on the CPU's instruction set,
+//! which is why the device class in every stage key holds it. Inference multiplies by weights
+//! packed once at load ([`packed`]): one FMA chain per output element, the same bits for any
+//! row count, thread count or instruction set.
 
 pub mod adamw;
 pub mod attention;
 pub mod gemm;
-pub mod gemv;
 pub mod norm;
+pub mod packed;
 pub mod rope;
 pub mod simd;
 pub mod swiglu;

@@ -1,7 +1,7 @@
-//! The reductions the kernels lean on (dot product, maximum, `exp` with its sum, matrix-vector
-//! rows), written with explicit AVX-512 and AVX2 instructions. The compiler's own vectorisation
-//! of the portable versions (in the parent module) turned out to use 128-bit registers for
-//! these fixed-lane reductions, a quarter of what AVX-512 offers.
+//! The reductions the kernels lean on (dot product, maximum, `exp` with its sum), written with
+//! explicit AVX-512 and AVX2 instructions. The compiler's own vectorisation of the portable
+//! versions (in the parent module) turned out to use 128-bit registers for these fixed-lane
+//! reductions, a quarter of what AVX-512 offers.
 //!
 //! Every version computes exactly what the portable one does: 16 lanes (one AVX-512 register,
 //! two AVX2 registers), multiplies and adds kept apart (no FMA), the same fixed tree to fold the
@@ -68,23 +68,6 @@ pub fn exp_sub_sum_portable(a: &mut [f32], m: f32) -> f32 {
         s += e;
     }
     s
-}
-
-/// `y[i] = dot(x, w[i])` for the rows of `w` (`[y.len(), x.len()]`), four rows at a time so the
-/// loads of `x` are shared and four streams of weights are in flight.
-#[inline(always)]
-pub fn rows_dot(x: &[f32], w: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    match isa() {
-        // SAFETY: as above.
-        Isa::V4 => return unsafe { x86::rows_dot_v4(x, w, y) },
-        Isa::V3 => return unsafe { x86::rows_dot_v3(x, w, y) },
-        Isa::Generic => {}
-    }
-    let k = x.len();
-    for (o, row) in y.iter_mut().zip(w.chunks_exact(k.max(1))) {
-        *o = super::dot(x, row);
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -246,48 +229,6 @@ mod x86 {
         s
     }
 
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    pub(super) unsafe fn rows_dot_v4(x: &[f32], w: &[f32], y: &mut [f32]) {
-        let k = x.len();
-        let full = k / LANES * LANES;
-        assert!(w.len() >= y.len() * k);
-        let (px, pw) = (x.as_ptr(), w.as_ptr());
-        let n = y.len();
-        let mut r = 0;
-        while r + 4 <= n {
-            let mut acc = [_mm512_setzero_ps(); 4];
-            let mut i = 0;
-            while i < full {
-                // SAFETY: rows r..r+4 and columns i..i+16 are inside `w` (asserted), and i + 16
-                // <= k inside `x`.
-                unsafe {
-                    let xv = _mm512_loadu_ps(px.add(i));
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        let wv = _mm512_loadu_ps(pw.add((r + j) * k + i));
-                        *a = _mm512_add_ps(*a, _mm512_mul_ps(xv, wv));
-                    }
-                }
-                i += LANES;
-            }
-            for (j, a) in acc.iter().enumerate() {
-                // SAFETY: AVX-512F is enabled here.
-                let mut s = lanes(unsafe { store16(*a) });
-                let row = &w[(r + j) * k..(r + j + 1) * k];
-                for c in full..k {
-                    s += x[c] * row[c];
-                }
-                y[r + j] = s;
-            }
-            r += 4;
-        }
-        while r < n {
-            // SAFETY: AVX-512F is enabled here.
-            y[r] = unsafe { dot_v4(x, &w[r * k..(r + 1) * k]) };
-            r += 1;
-        }
-    }
-
     // ---- AVX2: two registers, lanes 0..8 and 8..16.
 
     #[target_feature(enable = "avx2")]
@@ -422,49 +363,6 @@ mod x86 {
         }
         s
     }
-
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    pub(super) unsafe fn rows_dot_v3(x: &[f32], w: &[f32], y: &mut [f32]) {
-        let k = x.len();
-        let full = k / LANES * LANES;
-        assert!(w.len() >= y.len() * k);
-        let (px, pw) = (x.as_ptr(), w.as_ptr());
-        let n = y.len();
-        let mut r = 0;
-        while r + 2 <= n {
-            let mut acc = [[_mm256_setzero_ps(); 2]; 2];
-            let mut i = 0;
-            while i < full {
-                // SAFETY: rows r..r+2 and columns i..i+16 are inside `w` (asserted).
-                unsafe {
-                    let x0 = _mm256_loadu_ps(px.add(i));
-                    let x1 = _mm256_loadu_ps(px.add(i + 8));
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        let base = pw.add((r + j) * k + i);
-                        a[0] = _mm256_add_ps(a[0], _mm256_mul_ps(x0, _mm256_loadu_ps(base)));
-                        a[1] = _mm256_add_ps(a[1], _mm256_mul_ps(x1, _mm256_loadu_ps(base.add(8))));
-                    }
-                }
-                i += LANES;
-            }
-            for (j, a) in acc.iter().enumerate() {
-                // SAFETY: AVX2 is enabled here.
-                let mut s = lanes(unsafe { store8x2(a[0], a[1]) });
-                let row = &w[(r + j) * k..(r + j + 1) * k];
-                for c in full..k {
-                    s += x[c] * row[c];
-                }
-                y[r + j] = s;
-            }
-            r += 2;
-        }
-        while r < n {
-            // SAFETY: AVX2 is enabled here.
-            y[r] = unsafe { dot_v3(x, &w[r * k..(r + 1) * k]) };
-            r += 1;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -519,17 +417,6 @@ mod tests {
             assert!(
                 x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
                 "exp range {n}"
-            );
-        }
-        let (rows, k) = (13, 37);
-        let x = data(k, 3);
-        let w = data(rows * k, 4);
-        let mut y = vec![0f32; rows];
-        rows_dot(&x, &w, &mut y);
-        for r in 0..rows {
-            assert_eq!(
-                y[r].to_bits(),
-                super::super::dot(&x, &w[r * k..(r + 1) * k]).to_bits()
             );
         }
         let mut z = [f32::NAN, 1.0];
