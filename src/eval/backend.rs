@@ -243,10 +243,11 @@ impl std::fmt::Debug for ModelBackend {
 }
 
 impl ModelBackend {
-    /// A backend over `params` (frozen here; LoRA adapters must be merged first).
+    /// A backend over `params` (frozen here and moved into the inference layout; LoRA adapters
+    /// must be merged first).
     pub fn new(
         model: Transformer,
-        params: &Params,
+        params: Params,
         tokenizer: Tokenizer,
         template: ChatTemplate,
     ) -> Result<ModelBackend, BackendError> {
@@ -314,7 +315,7 @@ impl ModelBackend {
             params.insert(n, Param::Frozen(t));
         }
         let model = Transformer::new(g.config, device).map_err(load)?;
-        ModelBackend::new(model, &params, tok, template)
+        ModelBackend::new(model, params, tok, template)
     }
 
     pub fn infer(&self) -> &Infer {
@@ -874,7 +875,7 @@ mod tests {
         let params = Params::init(&cfg, 21, &dev).unwrap();
         let template = ChatTemplate::builtin("chatml", "<|im_end|>", None).unwrap();
         let model = Transformer::new(cfg, &dev).unwrap();
-        ModelBackend::new(model, &params, tok, template).unwrap()
+        ModelBackend::new(model, params, tok, template).unwrap()
     }
 
     /// Logits of the training forward over `ids`, with the parameters `tiny` built.

@@ -247,7 +247,7 @@ pub fn evaluate(
     let loaded = checkpoint::load(cx.store, output, tree, cx.device)?;
     let mut backend = ModelBackend::new(
         loaded.model,
-        &loaded.params,
+        loaded.params,
         loaded.tokenizer,
         loaded.template,
     )

@@ -216,12 +216,13 @@ struct Layer {
 }
 
 /// The weights `[out, in]` of the modules `names` stacked by output (one product instead of
-/// several), with their biases (zeros for a module without one, when another has one).
-fn fused(p: &Params, names: &[String]) -> R<Linear> {
+/// several), with their biases (zeros for a module without one, when another has one). The
+/// weights are taken out of `p`, so only the packed copy stays.
+fn fused(p: &mut Params, names: &[String]) -> R<Linear> {
     let mut ws = Vec::with_capacity(names.len());
     let mut bs = Vec::with_capacity(names.len());
     for n in names {
-        ws.push(p.get(&format!("{n}.weight"))?.clone());
+        ws.push(p.take(&format!("{n}.weight"))?);
         bs.push(p.try_get(&format!("{n}.bias")).cloned());
     }
     let bias = if bs.iter().any(Option::is_some) {
@@ -307,13 +308,15 @@ fn min_rows_for(shapes: &[(usize, usize)]) -> usize {
 }
 
 impl Infer {
-    /// Copy the weights of `params` into the inference layout. LoRA adapter tensors are
-    /// refused: merge them first (`model::lora::merge`).
-    pub fn new(model: Transformer, params: &Params) -> R<Infer> {
+    /// Move the weights of `params` into the inference layout (each weight is released once
+    /// packed, so the model is not held twice). LoRA adapter tensors are refused: merge them
+    /// first (`model::lora::merge`).
+    pub fn new(model: Transformer, params: Params) -> R<Infer> {
         if let Some((name, _)) = params.iter().find(|(n, _)| n.contains("lora_")) {
             return Err(InferError::Adapter(name.clone()));
         }
-        let p = params.frozen()?;
+        let mut p = params.frozen()?;
+        drop(params);
         let cfg = &model.cfg;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
@@ -331,10 +334,10 @@ impl Infer {
                 post_norm: p
                     .get(&format!("{pre}.post_attention_layernorm.weight"))?
                     .clone(),
-                qkv: fused(&p, &qkv)?,
-                o: fused(&p, &[attn("o_proj")])?,
-                gate_up: fused(&p, &[mlp("gate_proj"), mlp("up_proj")])?,
-                down: fused(&p, &[mlp("down_proj")])?,
+                qkv: fused(&mut p, &qkv)?,
+                o: fused(&mut p, &[attn("o_proj")])?,
+                gate_up: fused(&mut p, &[mlp("gate_proj"), mlp("up_proj")])?,
+                down: fused(&mut p, &[mlp("down_proj")])?,
             });
         }
         let mut shapes = Vec::new();
@@ -853,7 +856,7 @@ mod tests {
             }
         }
         let model = Transformer::new(c.clone(), &dev).unwrap();
-        (Infer::new(model, &params).unwrap(), params)
+        (Infer::new(model, params.clone()).unwrap(), params)
     }
 
     fn tokens(seed: u64, n: usize) -> Vec<u32> {
@@ -1016,7 +1019,7 @@ mod tests {
             "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
             Param::Frozen(a),
         );
-        let err = Infer::new(Transformer::new(c, &dev).unwrap(), &p).unwrap_err();
+        let err = Infer::new(Transformer::new(c, &dev).unwrap(), p).unwrap_err();
         assert!(err.to_string().contains("merge the adapters"), "{err}");
     }
 

@@ -51,6 +51,14 @@ impl Params {
         self.map.get(name).map(Param::tensor)
     }
 
+    /// Takes the tensor `name` out (so its memory goes when the caller drops it).
+    pub fn take(&mut self, name: &str) -> Result<Tensor, ModelError> {
+        self.map
+            .remove(name)
+            .map(|p| p.tensor().clone())
+            .ok_or_else(|| ModelError::MissingTensor(name.to_string()))
+    }
+
     /// The parameter itself (trainable or frozen).
     pub fn param(&self, name: &str) -> Option<&Param> {
         self.map.get(name)

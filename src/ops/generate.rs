@@ -38,7 +38,7 @@ pub fn generate(project: &Project, reference: &str, opts: &GenerateOptions) -> R
         })?;
     let mut backend = ModelBackend::new(
         loaded.model,
-        &loaded.params,
+        loaded.params,
         loaded.tokenizer,
         loaded.template,
     )
