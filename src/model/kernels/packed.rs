@@ -178,14 +178,16 @@ fn pack_rows(x: &[f32], rows: usize, k: usize, mr: usize, xp: &mut Vec<f32>) {
     let tiles = rows.div_ceil(mr);
     xp.clear();
     xp.resize(tiles * k * mr, 0.0);
-    for (t, tile) in xp.chunks_exact_mut((k * mr).max(1)).enumerate() {
-        for r in 0..mr.min(rows - t * mr) {
-            let row = &x[(t * mr + r) * k..(t * mr + r + 1) * k];
-            for (p, &v) in row.iter().enumerate() {
-                tile[p * mr + r] = v;
+    xp.par_chunks_exact_mut((k * mr).max(1))
+        .enumerate()
+        .for_each(|(t, tile)| {
+            for r in 0..mr.min(rows - t * mr) {
+                let row = &x[(t * mr + r) * k..(t * mr + r + 1) * k];
+                for (p, &v) in row.iter().enumerate() {
+                    tile[p * mr + r] = v;
+                }
             }
-        }
-    }
+        });
 }
 
 /// One panel times `rows` rows packed by [`pack_rows`] in tiles of `mr`, in blocks of [`KC`].
