@@ -43,6 +43,7 @@ use candle_core::{DType, Device, Tensor};
 use super::ModelError;
 use super::config::ModelConfig;
 use super::kernels::packed::{self, PackedWt};
+use super::kernels::swiglu;
 use super::params::Params;
 use super::transformer::{Transformer, alibi_slopes};
 use crate::spec::{Family, Position};
@@ -151,6 +152,43 @@ impl candle_core::CustomOp1 for PackedTimes<'_> {
         }
         Ok((
             candle_core::CpuStorage::F32(y),
+            candle_core::Shape::from(shape),
+        ))
+    }
+}
+
+/// `silu(g) · u` of rows `[g | u]` (`[.., 2 · inter]` → `[.., inter]`) on the CPU kernel.
+struct SwiGlu {
+    inter: usize,
+}
+
+impl candle_core::CustomOp1 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gu: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let candle_core::CpuStorage::F32(gu) = gu else {
+            candle_core::bail!("swiglu: f32 inputs only");
+        };
+        let Some((a, b)) = l.contiguous_offsets() else {
+            candle_core::bail!("swiglu: the input must be contiguous");
+        };
+        if l.dims().last() != Some(&(2 * self.inter)) {
+            candle_core::bail!("swiglu: input {:?} for {} features", l.dims(), self.inter);
+        }
+        let mut h = vec![0f32; (b - a) / 2];
+        swiglu::forward(&gu[a..b], &mut h, self.inter);
+        let mut shape = l.dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = self.inter;
+        }
+        Ok((
+            candle_core::CpuStorage::F32(h),
             candle_core::Shape::from(shape),
         ))
     }
@@ -564,13 +602,19 @@ impl Infer {
         Ok(candle_nn::ops::rms_norm(&x.contiguous()?, w, eps)?)
     }
 
-    /// SwiGLU: `down(silu(gate(x)) · up(x))`.
+    /// SwiGLU: `down(silu(gate(x)) · up(x))`; on the CPU in one pass over the gate/up product
+    /// ([`crate::model::kernels::swiglu`]).
     fn mlp(&self, layer: &Layer, x: &Tensor) -> R<Tensor> {
         let gu = layer.gate_up.forward(x)?;
         let i = self.model.cfg.intermediate_size;
-        let g = gu.narrow(2, 0, i)?;
-        let u = gu.narrow(2, i, i)?;
-        layer.down.forward(&(candle_nn::ops::silu(&g)? * u)?)
+        let h = if gu.device().is_cpu() && gu.dtype() == DType::F32 {
+            gu.contiguous()?.apply_op1_no_bwd(&SwiGlu { inter: i })?
+        } else {
+            let g = gu.narrow(2, 0, i)?;
+            let u = gu.narrow(2, i, i)?;
+            (candle_nn::ops::silu(&g)? * u)?
+        };
+        layer.down.forward(&h)
     }
 
     /// Additive attention bias of each query block (see [`QUERY_BLOCK`]), `[1 or heads, n,
