@@ -120,6 +120,38 @@ struct PackedTimes<'a> {
     w: &'a PackedWt,
 }
 
+/// A row-wise CPU op's plumbing: checks that `x` is a contiguous f32 tensor whose last dimension
+/// is `inp`, runs `f` from its values into `out` values per row, and gives the result the shape of
+/// `x` with `out` last.
+fn per_row(
+    name: &str,
+    x: &candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    (inp, out): (usize, usize),
+    f: impl FnOnce(&[f32], usize, &mut [f32]),
+) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+    let candle_core::CpuStorage::F32(x) = x else {
+        candle_core::bail!("{name}: f32 inputs only");
+    };
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("{name}: the input must be contiguous");
+    };
+    if l.dims().last() != Some(&inp) {
+        candle_core::bail!("{name}: input {:?}, expected {inp} features", l.dims());
+    }
+    let rows = (b - a) / inp.max(1);
+    let mut y = vec![0f32; rows * out];
+    f(&x[a..b], rows, &mut y);
+    let mut shape = l.dims().to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = out;
+    }
+    Ok((
+        candle_core::CpuStorage::F32(y),
+        candle_core::Shape::from(shape),
+    ))
+}
+
 impl candle_core::CustomOp1 for PackedTimes<'_> {
     fn name(&self) -> &'static str {
         "packed-times-weight-t"
@@ -128,32 +160,12 @@ impl candle_core::CustomOp1 for PackedTimes<'_> {
     fn cpu_fwd(
         &self,
         x: &candle_core::CpuStorage,
-        xl: &candle_core::Layout,
+        l: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let (out, inp) = (self.w.n(), self.w.k());
-        let candle_core::CpuStorage::F32(x) = x else {
-            candle_core::bail!("packed-times-weight-t: f32 inputs only");
-        };
-        let Some((x0, x1)) = xl.contiguous_offsets() else {
-            candle_core::bail!("packed-times-weight-t: the input must be contiguous");
-        };
-        if xl.dims().last() != Some(&inp) {
-            candle_core::bail!(
-                "packed-times-weight-t: input {:?} for a [{out}, {inp}] weight",
-                xl.dims()
-            );
-        }
-        let rows = (x1 - x0) / inp.max(1);
-        let mut y = vec![0f32; rows * out];
-        packed::matmul(&x[x0..x1], rows, self.w, None, &mut y);
-        let mut shape = xl.dims().to_vec();
-        if let Some(last) = shape.last_mut() {
-            *last = out;
-        }
-        Ok((
-            candle_core::CpuStorage::F32(y),
-            candle_core::Shape::from(shape),
-        ))
+        let w = self.w;
+        per_row(self.name(), x, l, (w.k(), w.n()), |x, rows, y| {
+            packed::matmul(x, rows, w, None, y)
+        })
     }
 }
 
@@ -172,25 +184,10 @@ impl candle_core::CustomOp1 for SwiGlu {
         gu: &candle_core::CpuStorage,
         l: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let candle_core::CpuStorage::F32(gu) = gu else {
-            candle_core::bail!("swiglu: f32 inputs only");
-        };
-        let Some((a, b)) = l.contiguous_offsets() else {
-            candle_core::bail!("swiglu: the input must be contiguous");
-        };
-        if l.dims().last() != Some(&(2 * self.inter)) {
-            candle_core::bail!("swiglu: input {:?} for {} features", l.dims(), self.inter);
-        }
-        let mut h = vec![0f32; (b - a) / 2];
-        swiglu::forward(&gu[a..b], &mut h, self.inter);
-        let mut shape = l.dims().to_vec();
-        if let Some(last) = shape.last_mut() {
-            *last = self.inter;
-        }
-        Ok((
-            candle_core::CpuStorage::F32(h),
-            candle_core::Shape::from(shape),
-        ))
+        let i = self.inter;
+        per_row(self.name(), gu, l, (2 * i, i), |gu, _, h| {
+            swiglu::forward(gu, h, i)
+        })
     }
 }
 
