@@ -173,7 +173,15 @@ pub fn max(a: &[f32]) -> f32 {
             acc[i] = mx(acc[i], x[i]);
         }
     }
-    let mut h = [f32::NEG_INFINITY; 8];
+    fold_max(acc, c.remainder())
+}
+
+/// The maximum of 16 lane maxima (a fixed tree) and then of `tail` in order: the last steps of
+/// [`max`], shared with its SIMD versions.
+#[inline(always)]
+fn fold_max(acc: [f32; LANES], tail: &[f32]) -> f32 {
+    let mx = |a: f32, b: f32| if b > a { b } else { a };
+    let mut h = [0f32; 8];
     for i in 0..8 {
         h[i] = mx(acc[i], acc[i + 8]);
     }
@@ -184,7 +192,7 @@ pub fn max(a: &[f32]) -> f32 {
         mx(h[3], h[7]),
     ];
     let mut m = mx(mx(q[0], q[2]), mx(q[1], q[3]));
-    for v in c.remainder() {
+    for v in tail {
         m = mx(m, *v);
     }
     m

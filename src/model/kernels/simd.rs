@@ -74,7 +74,7 @@ pub fn exp_sub_sum_portable(a: &mut [f32], m: f32) -> f32 {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::{LANES, fold};
+    use super::super::{LANES, fold, fold_max};
 
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
@@ -143,26 +143,6 @@ mod x86 {
         }
         // SAFETY: AVX-512F is enabled here.
         fold_max(unsafe { store16(acc) }, &a[full..])
-    }
-
-    #[inline(always)]
-    fn fold_max(acc: [f32; LANES], tail: &[f32]) -> f32 {
-        let mx = |a: f32, b: f32| if b > a { b } else { a };
-        let mut h = [0f32; 8];
-        for i in 0..8 {
-            h[i] = mx(acc[i], acc[i + 8]);
-        }
-        let q = [
-            mx(h[0], h[4]),
-            mx(h[1], h[5]),
-            mx(h[2], h[6]),
-            mx(h[3], h[7]),
-        ];
-        let mut m = mx(mx(q[0], q[2]), mx(q[1], q[3]));
-        for v in tail {
-            m = mx(m, *v);
-        }
-        m
     }
 
     /// The scalar `exp` of the parent module on 16 lanes, operation for operation.
