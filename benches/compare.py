@@ -6,11 +6,15 @@ benches/peer/score_transformers.py), and the peak RSS of each process. Prints on
 round and the spread of each ratio over the rounds.
 
 usage: python3 benches/compare.py [--setup] [--rounds N] [--venv DIR] [--only train|score]
+                                  [--pairs P] [--burst S]
 
   --setup    install the peer (../shared/bench/torch-peer-setup.sh, about 4 GB, once) and fetch
              SmolLM2 (scripts/fetch-smollm2.sh) first
   --rounds   back-to-back pairs of runs per benchmark (default 3)
   --venv     the peer's virtual environment (default /tmp/torch-peer)
+  --pairs    training: burst pairs per round (default 6); both training processes stay up for
+             the round and alternate bursts of S steps (--burst, default 10), so the machine's
+             drift hits both alike; the summary gives the spread over every pair
 
 Both sides use 2 threads and f32. Each run waits for a quiet machine first
 (../shared/bench/quiet.sh) when that script is there. Run by hand, never in CI.
@@ -75,15 +79,69 @@ def num(pattern, text, what):
     return float(m.group(1))
 
 
-def train_round(exe, py):
+TRAIN_TOKENS = 8 * 128  # batch 8 x sequences of 128, both sides
+PAIR_RATIOS = []  # medrun ÷ PyTorch training speed of every burst pair, over all rounds
+
+
+class Bursts:
+    """A training process that runs bursts of steps on request (`burst N MEDIAN_MS` replies)."""
+
+    def __init__(self, cmd, env):
+        e = dict(os.environ)
+        e.update(env)
+        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+            e.pop(k, None)
+        self.p = subprocess.Popen(["/usr/bin/time", "-f", "PEAK_RSS_KB %M"] + cmd, cwd=ROOT, env=e,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        self.cmd = cmd
+        self.expect("ready")
+
+    def expect(self, word):
+        while True:
+            line = self.p.stdout.readline()
+            if not line:
+                sys.exit(f"error: {' '.join(self.cmd)} ended early:\n{self.p.stderr.read()}")
+            if line.startswith(word):
+                return line.split()
+
+    def burst(self, n):
+        self.p.stdin.write(f"{n}\n")
+        self.p.stdin.flush()
+        return float(self.expect("burst")[2])
+
+    def close(self):
+        """Ends the process; returns its peak RSS in MB."""
+        self.p.stdin.close()
+        self.p.stdout.read()
+        err = self.p.stderr.read()
+        self.p.wait()
+        m = re.search(r"PEAK_RSS_KB (\d+)", err)
+        return int(m.group(1)) / 1024 if m else float("nan")
+
+
+def train_round(exe, py, pairs=6, steps=10):
+    """Both sides start once and stay up; then `pairs` pairs of bursts of `steps` steps
+    alternate between them (medrun first in even pairs, PyTorch first in odd ones), so the
+    machine's drift, which is slow next to a burst of a few seconds, hits both sides alike."""
     quiet()
-    out, rss = sh([exe, "3", "20", "fused"], env={"RAYON_NUM_THREADS": THREADS})
-    m_tps = num(r"full fine-tuning \(fused\):\s+[\d.]+ ms/step\s+(\d+) tokens/s", out, "medrun tokens/s")
-    quiet()
-    peer = os.path.join(SHARED, "torch_llama.py")
-    pout, prss = sh([py, peer, THREADS, "3", "20"], env={"PROBE_H": "8", "PROBE_T": "128"})
-    p_tps = num(r"tokens/s (\d+)", pout, "PyTorch tokens/s")
-    return [("training tokens/s (5.3 M Llama, full fine-tuning)", m_tps, p_tps),
+    med = Bursts([exe, "serve"], {"RAYON_NUM_THREADS": THREADS})
+    peer = Bursts([py, os.path.join(ROOT, "benches", "peer", "train_torch.py"), THREADS], {})
+    m_ms, p_ms = [], []
+    for i in range(pairs):
+        order = [(med, m_ms), (peer, p_ms)]
+        if i % 2:
+            order.reverse()
+        for side, out in order:
+            out.append(side.burst(steps))
+        ratio = p_ms[-1] / m_ms[-1]
+        PAIR_RATIOS.append(ratio)
+        print(f"  pair {i + 1}: medrun {m_ms[-1]:.1f} ms/step, PyTorch {p_ms[-1]:.1f} ms/step, "
+              f"medrun ÷ PyTorch {ratio:.2f}", flush=True)
+    rss, prss = med.close(), peer.close()
+    m_tps = TRAIN_TOKENS / (statistics.median(m_ms) / 1e3)
+    p_tps = TRAIN_TOKENS / (statistics.median(p_ms) / 1e3)
+    return [("training tokens/s (5.3 M Llama, full fine-tuning, median over the pairs)", m_tps, p_tps),
             ("training peak RSS MB (lower is better)", rss, prss)]
 
 
@@ -125,6 +183,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--venv", default="/tmp/torch-peer")
     ap.add_argument("--only", choices=["train", "score"])
+    ap.add_argument("--pairs", type=int, default=6)
+    ap.add_argument("--burst", type=int, default=10)
     a = ap.parse_args()
     py = os.path.join(a.venv, "bin", "python")
     if a.setup:
@@ -137,7 +197,8 @@ def main():
     for r in range(1, a.rounds + 1):
         rows = []
         if a.only in (None, "train"):
-            rows += train_round(exes["train"], py)
+            print(f"\n## round {r}: training bursts", flush=True)
+            rows += train_round(exes["train"], py, a.pairs, a.burst)
         if a.only in (None, "score"):
             rows += score_round(exes["score"], py)
         print(f"\n## round {r} (2 threads, f32, back to back)\n")
@@ -153,6 +214,10 @@ def main():
     print("|---|---|---|---|")
     for name, v in ratios.items():
         print(f"| {name} | {min(v):.2f} | {statistics.median(v):.2f} | {max(v):.2f} |")
+    if PAIR_RATIOS:
+        v = PAIR_RATIOS
+        print(f"| training speed, each of {len(v)} burst pairs | {min(v):.2f} | "
+              f"{statistics.median(v):.2f} | {max(v):.2f} |")
 
 
 if __name__ == "__main__":

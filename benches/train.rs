@@ -12,7 +12,9 @@
 //!
 //! MODE is `all` (default: fused full fine-tuning with its forward/backward split, fused LoRA,
 //! composite full fine-tuning), or one of `fused`, `lora`, `composite` to time only that one, so
-//! the process's peak RSS (printed last) belongs to it.
+//! the process's peak RSS (printed last) belongs to it; `attention` times the attention kernels
+//! alone; `serve` runs bursts of fused steps on request (one stdin line `N` per burst, answered
+//! `burst N MEDIAN_MS`) for `compare.py`, which alternates them with the PyTorch peer's.
 
 use std::time::Instant;
 
@@ -428,6 +430,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         medrun::model::kernels::isa()
     );
 
+    if mode == "serve" {
+        // Bursts on request, for a harness that alternates with a peer process (compare.py):
+        // each stdin line `N` runs one warm-up step and N timed steps of `medrun run`'s loop on
+        // the fused kernels and answers `burst N median_ms`. Ends at end of input.
+        use std::io::{BufRead, Write};
+        let mut out = std::io::stdout();
+        writeln!(out, "ready")?;
+        out.flush()?;
+        for line in std::io::stdin().lock().lines() {
+            let n: u64 = line?.trim().parse()?;
+            let (t, _) = time_steps(
+                Kernels::Fused,
+                &cfg,
+                &params,
+                None,
+                stage(1 + n, None),
+                1,
+                n,
+            )?;
+            writeln!(out, "burst {n} {:.3}", t * 1e3)?;
+            out.flush()?;
+        }
+        if let Some(mb) = peak_rss_mb() {
+            println!("peak RSS: {mb:.0} MB");
+        }
+        return Ok(());
+    }
     if mode == "attention" {
         // Attention alone in a loop (for a profiler).
         use medrun::model::kernels::attention;
