@@ -139,28 +139,47 @@ pub fn matmul(x: &[f32], m: usize, w: &PackedWt, bias: Option<&[f32]>, y: &mut [
     if m == 0 || n == 0 {
         return;
     }
+    let mr = tile_rows();
+    let (chunk, per_piece) = split(m, w.panels(), mr, rayon::current_num_threads());
     let panels = w.panels();
-    let threads = rayon::current_num_threads().max(1);
-    let per_piece = panels.div_ceil(4 * threads).max(1);
     let pieces = panels.div_ceil(per_piece);
     let out = Out(y.as_mut_ptr());
-    let mr = tile_rows();
-    for r0 in (0..m).step_by(MC) {
-        let rows = MC.min(m - r0);
-        let xb = &x[r0 * k..(r0 + rows) * k];
-        (0..pieces).into_par_iter().for_each(|piece| {
-            let first = piece * per_piece;
+    // Chunk-major: the pieces of one chunk of rows run together, sharing its inputs in cache.
+    (0..m.div_ceil(chunk) * pieces)
+        .into_par_iter()
+        .for_each(|unit| {
+            let r0 = (unit / pieces) * chunk;
+            let rows = chunk.min(m - r0);
+            let xb = &x[r0 * k..(r0 + rows) * k];
+            let first = (unit % pieces) * per_piece;
             for p in first..panels.min(first + per_piece) {
                 let cols = NR.min(n - p * NR);
-                // SAFETY: panel `p` covers columns p·NR..p·NR + cols of rows r0..r0 + rows,
-                // inside `y` ([m, n], asserted), and no other piece writes those columns.
+                // SAFETY: this unit covers columns p·NR..p·NR + cols of rows r0..r0 + rows,
+                // inside `y` ([m, n], asserted), and no other unit writes those elements.
                 let c = unsafe { out.at(r0 * n + p * NR) };
                 let bias = bias.map(|b| &b[p * NR..p * NR + cols]);
                 // SAFETY: as above.
                 unsafe { panel_rows(xb, rows, k, mr, w.panel(p), c, n, cols, bias) };
             }
         });
+}
+
+/// How a product of `m` rows and `panels` panels is cut into units of work: chunks of rows (a
+/// multiple of the tile height `mr`, at most [`MC`]) times pieces of `per_piece` panels, with
+/// about eight units per thread, so that the threads finish together even when the panels do not
+/// divide evenly among them (576 outputs are 9 panels: 18 units of half the rows). Returns
+/// `(chunk rows, per_piece)`. The cut changes no result: every output element is computed the
+/// same way in any unit.
+fn split(m: usize, panels: usize, mr: usize, threads: usize) -> (usize, usize) {
+    let want = 8 * threads.max(1);
+    let per_piece = (panels / want).max(1);
+    let pieces = panels.div_ceil(per_piece);
+    let mut chunks = m.div_ceil(MC).max(1);
+    if chunks * pieces < want {
+        chunks = want.div_ceil(pieces).min(m.div_ceil(mr)).max(chunks);
     }
+    let chunk = m.div_ceil(chunks).div_ceil(mr) * mr;
+    (chunk.max(mr), per_piece)
 }
 
 /// Rows per register tile on this CPU.
@@ -430,6 +449,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn units_cover_the_product_in_balanced_pieces() {
+        for &(m, panels, mr, threads) in &[
+            (1, 768, 6, 2),
+            (448, 9, 6, 2),
+            (448, 48, 6, 2),
+            (1024, 4, 6, 2),
+            (7, 9, 4, 3),
+            (5000, 1, 6, 1),
+        ] {
+            let (chunk, per_piece) = split(m, panels, mr, threads);
+            assert!(chunk.is_multiple_of(mr) && chunk <= MC.max(mr), "{chunk}");
+            let units = m.div_ceil(chunk) * panels.div_ceil(per_piece);
+            // Enough units for every thread unless the product is too small to cut further.
+            assert!(
+                units >= 8 * threads || (chunk == mr && per_piece == 1),
+                "[{m} rows, {panels} panels]: {units} units"
+            );
+        }
+        // 576 outputs (9 panels) of 448 rows on two threads: cut by rows as well.
+        assert_eq!(split(448, 9, 6, 2), (228, 1));
+        // The head at decoding (one row, 768 panels): pieces of 48 panels.
+        assert_eq!(split(1, 768, 6, 2), (6, 48));
     }
 
     #[test]
