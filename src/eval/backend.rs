@@ -408,9 +408,9 @@ impl ModelBackend {
                     ids.extend(&seqs[i].input);
                     ids.resize(ids.len() + len - seqs[i].input.len(), pad);
                 }
-                let (hidden, _) = self
+                let hidden = self
                     .infer
-                    .forward(&ids, chunk.len(), None)
+                    .hidden(&ids, chunk.len())
                     .map_err(infer_err(what))?;
                 let wants: Vec<Want<'_>> = chunk
                     .iter()

@@ -12,6 +12,10 @@
 //!   matrix kernel streams ([`crate::model::kernels::packed`]);
 //! - RMSNorm, RoPE and softmax use candle's fused kernels (which the training forward cannot:
 //!   they drop gradients);
+//! - whole sequences scored from position 0 without keeping their keys and values
+//!   ([`Infer::hidden`], the evaluation's whole-sequence mode) run RoPE and attention on the
+//!   training kernels instead, one sequence per task, never materialising scores for keys a
+//!   query cannot see ([`crate::model::kernels::attention`]);
 //! - grouped-query attention multiplies each key/value head with its group of query heads at
 //!   once, instead of copying keys and values per head.
 //!
@@ -43,7 +47,7 @@ use candle_core::{DType, Device, Tensor};
 use super::ModelError;
 use super::config::ModelConfig;
 use super::kernels::packed::{self, PackedWt};
-use super::kernels::swiglu;
+use super::kernels::{attention as attn_kernel, rope, swiglu};
 use super::params::Params;
 use super::transformer::{Transformer, alibi_slopes};
 use crate::spec::{Family, Position};
@@ -191,6 +195,52 @@ impl candle_core::CustomOp1 for SwiGlu {
     }
 }
 
+/// Causal self-attention of whole sequences on the CPU, from the fused q/k/v rows
+/// `[b, t, (heads + 2 · kv_heads) · head_dim]` (RoPE not yet applied) to
+/// `[b, t, heads · head_dim]`: RoPE and
+/// attention with the training kernels ([`crate::model::kernels::rope`],
+/// [`crate::model::kernels::attention`]), each sequence on its own, so a sequence's result does
+/// not depend on the others in the batch.
+struct CausalAttention<'a> {
+    shape: attn_kernel::Shape,
+    rope: Option<&'a rope::Tables>,
+    alibi: Option<&'a [f32]>,
+}
+
+impl candle_core::CustomOp1 for CausalAttention<'_> {
+    fn name(&self) -> &'static str {
+        "causal-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qkv: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let sh = self.shape;
+        let width = (sh.heads + 2 * sh.kv_heads) * sh.head_dim;
+        let out_width = sh.heads * sh.head_dim;
+        if l.dims() != [sh.rows, sh.seq, width] {
+            candle_core::bail!(
+                "causal attention: input {:?}, expected [{}, {}, {width}]",
+                l.dims(),
+                sh.rows,
+                sh.seq
+            );
+        }
+        let rope = self.rope;
+        let alibi = self.alibi;
+        let mut lse = vec![0f32; sh.rows * sh.heads * sh.seq];
+        per_row(self.name(), qkv, l, (width, out_width), |x, _, out| {
+            let mut q = x.to_vec();
+            if let Some(t) = rope {
+                rope::apply(&mut q, width, sh.seq, sh.heads + sh.kv_heads, t, false);
+            }
+            attn_kernel::forward(sh, &q, alibi, out, &mut lse);
+        })
+    }
+}
+
 impl Weight {
     /// Packs `w` (`[out, in]`) for the CPU kernel when it is an f32 CPU tensor.
     fn new(w: Tensor) -> R<Weight> {
@@ -298,6 +348,9 @@ struct PassContext {
     biases: Vec<Tensor>,
     /// RoPE `(cos, sin)` rows of the new positions, `[len, head_dim / 2]`.
     rope: Option<(Tensor, Tensor)>,
+    /// Whole sequences from position 0 whose keys and values are not wanted: on the CPU,
+    /// attention runs on the fused kernel ([`CausalAttention`]).
+    fused: bool,
 }
 
 /// A model ready for inference: its weights in the inference layout (see the module docs).
@@ -311,6 +364,11 @@ pub struct Infer {
     /// RoPE tables [max_positions, head_dim / 2] (the fused kernel's layout).
     cos: Tensor,
     sin: Tensor,
+    /// The same tables and the ALiBi slopes for [`CausalAttention`] (CPU, f32 only).
+    cpu_rope: Option<rope::Tables>,
+    cpu_alibi: Option<Vec<f32>>,
+    /// Whether [`CausalAttention`] can run (CPU, f32 weights).
+    cpu_attention: bool,
     min_rows: usize,
     min_head_rows: usize,
 }
@@ -398,6 +456,24 @@ impl Infer {
             cos.narrow(1, 0, half)?.contiguous()?,
             sin.narrow(1, 0, half)?.contiguous()?,
         );
+        let cpu_attention = packed && cos.device().is_cpu() && cos.dtype() == DType::F32;
+        let cpu_rope = match cfg.position {
+            Position::Rope if cpu_attention => Some(rope::Tables {
+                half,
+                cos: cos.flatten_all()?.to_vec1()?,
+                sin: sin.flatten_all()?.to_vec1()?,
+            }),
+            _ => None,
+        };
+        let cpu_alibi = match cfg.position {
+            Position::Alibi => Some(
+                alibi_slopes(cfg.num_attention_heads)
+                    .iter()
+                    .map(|&s| s as f32)
+                    .collect(),
+            ),
+            Position::Rope => None,
+        };
         Ok(Infer {
             embed: p.get("model.embed_tokens.weight")?.clone(),
             norm: p.get("model.norm.weight")?.clone(),
@@ -406,6 +482,9 @@ impl Infer {
             head,
             cos,
             sin,
+            cpu_rope,
+            cpu_alibi,
+            cpu_attention,
             min_rows,
             min_head_rows,
         })
@@ -474,7 +553,7 @@ impl Infer {
             positions: (start..start + len).collect(),
             segments: vec![0; len],
         };
-        let (hidden, layers) = self.run(ids, rows, past, &placement)?;
+        let (hidden, layers) = self.run(ids, rows, past, &placement, true)?;
         Ok((
             hidden,
             KvCache {
@@ -483,6 +562,28 @@ impl Infer {
                 len: start + len,
             },
         ))
+    }
+
+    /// The final hidden states `[rows, len, hidden]` of `rows` whole sequences of equal length
+    /// from position 0, when their keys and values are not wanted (scoring whole sequences): on
+    /// the CPU, attention then runs on the fused kernel. Each row's result depends on that row
+    /// alone, as with [`Infer::forward`], and agrees with it to float rounding.
+    pub fn hidden(&self, ids: &[u32], rows: usize) -> R<Tensor> {
+        if ids.is_empty() || rows == 0 {
+            return Err(InferError::Empty);
+        }
+        if !ids.len().is_multiple_of(rows) {
+            return Err(InferError::Shape {
+                ids: ids.len(),
+                rows,
+            });
+        }
+        let len = ids.len() / rows;
+        let placement = Placement {
+            positions: (0..len).collect(),
+            segments: vec![0; len],
+        };
+        Ok(self.run(ids, rows, None, &placement, false)?.0)
     }
 
     /// Run several sequences packed into one row after a one-row `past`: `ids` holds segments
@@ -508,17 +609,19 @@ impl Infer {
             placement.positions.extend(start..start + n);
             placement.segments.extend(std::iter::repeat_n(seg, n));
         }
-        let (hidden, _) = self.run(ids, 1, past, &placement)?;
+        let (hidden, _) = self.run(ids, 1, past, &placement, false)?;
         Ok(hidden.squeeze(0)?)
     }
 
-    /// The forward pass proper: `rows` rows of `placement.positions.len()` new tokens.
+    /// The forward pass proper: `rows` rows of `placement.positions.len()` new tokens. Returns
+    /// each layer's keys and values when `keep_cache`.
     fn run(
         &self,
         ids: &[u32],
         rows: usize,
         past: Option<&KvCache>,
         placement: &Placement,
+        keep_cache: bool,
     ) -> R<(Tensor, Vec<(Tensor, Tensor)>)> {
         let cfg = &self.model.cfg;
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
@@ -552,9 +655,19 @@ impl Infer {
             .embed
             .index_select(&ids_t, 0)?
             .reshape((rows, len, cfg.hidden_size))?;
+        let fused = !keep_cache
+            && past.is_none()
+            && self.cpu_attention
+            && x.dtype() == DType::F32
+            && placement.segments.iter().all(|&s| s == 0);
         let ctx = PassContext {
             start,
-            biases: self.attn_biases(start, placement)?,
+            fused,
+            biases: if fused {
+                Vec::new()
+            } else {
+                self.attn_biases(start, placement)?
+            },
             rope: match cfg.position {
                 Position::Rope => {
                     let pos: Vec<u32> = placement.positions.iter().map(|&p| p as u32).collect();
@@ -572,7 +685,9 @@ impl Infer {
             let cached = past.map(|c| &c.layers[l]);
             let h = self.rms_norm(&x, &layer.input_norm)?;
             let (a, kv) = self.attention(layer, &h, cached, &ctx)?;
-            caches.push(kv);
+            if keep_cache {
+                caches.extend(kv);
+            }
             x = (x + a)?;
             let h = self.rms_norm(&x, &layer.post_norm)?;
             x = (x + self.mlp(layer, &h)?)?;
@@ -655,14 +770,15 @@ impl Infer {
     }
 
     /// One attention block over `x` [B, L, H] after the cached keys and values of this layer.
-    /// Returns the block's output and this layer's keys/values for all positions.
+    /// Returns the block's output and this layer's keys/values for all positions (none on the
+    /// fused path, which keeps none).
     fn attention(
         &self,
         layer: &Layer,
         x: &Tensor,
         past: Option<&(Tensor, Tensor)>,
         ctx: &PassContext,
-    ) -> R<(Tensor, (Tensor, Tensor))> {
+    ) -> R<(Tensor, Option<(Tensor, Tensor)>)> {
         let (b, t, h) = x.dims3()?;
         let cfg = &self.model.cfg;
         let (nh, nkv, hd) = (
@@ -672,6 +788,21 @@ impl Infer {
         );
         let kv = nkv * hd;
         let qkv = layer.qkv.forward(x)?;
+        if ctx.fused {
+            let op = CausalAttention {
+                shape: attn_kernel::Shape {
+                    rows: b,
+                    seq: t,
+                    heads: nh,
+                    kv_heads: nkv,
+                    head_dim: hd,
+                },
+                rope: self.cpu_rope.as_ref(),
+                alibi: self.cpu_alibi.as_deref(),
+            };
+            let out = qkv.contiguous()?.apply_op1_no_bwd(&op)?;
+            return Ok((layer.o.forward(&out)?, None));
+        }
         let q = qkv.narrow(2, 0, h)?;
         let k = qkv.narrow(2, h, kv)?;
         let v = qkv.narrow(2, h + kv, kv)?;
@@ -732,7 +863,7 @@ impl Infer {
             Tensor::cat(&outs, 2)?
         };
         let out = out.transpose(1, 2)?.reshape((b, t, h))?;
-        Ok((layer.o.forward(&out)?, (k, v)))
+        Ok((layer.o.forward(&out)?, Some((k, v))))
     }
 }
 
@@ -925,6 +1056,37 @@ mod tests {
             .zip(b)
             .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
             .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn whole_sequence_hidden_states_match_the_forward_and_ignore_batch_partners() {
+        // `hidden` runs RoPE and attention on the training kernels; `forward` on candle's ops.
+        for (i, c) in configs().iter().enumerate() {
+            let ip = infer_for(c, 40 + i as u64);
+            let (infer, _) = &ip;
+            let len = 48;
+            let ids = tokens(50 + i as u64, 3 * len);
+            let fused = infer.hidden(&ids, 3).unwrap();
+            let (composite, _) = infer.forward(&ids, 3, None).unwrap();
+            let (fused, composite) = (
+                rows(&fused.reshape((3 * len, c.hidden_size)).unwrap()),
+                rows(&composite.reshape((3 * len, c.hidden_size)).unwrap()),
+            );
+            let d = max_diff(&fused, &composite);
+            assert!(d < 1e-4, "{:?} {:?}: {d}", c.family, c.position);
+            // Against the training forward, through the head.
+            let want = full(&ip, &ids[len..2 * len]);
+            let h = Tensor::new(fused[len..2 * len].to_vec(), &Device::Cpu).unwrap();
+            let got = rows(&infer.logits(&h).unwrap());
+            let d = max_diff(&got, &want);
+            assert!(d < 1e-4, "{:?} {:?}: logits {d}", c.family, c.position);
+            // Each sequence alone gives its bits in the batch.
+            for r in 0..3 {
+                let alone = infer.hidden(&ids[r * len..(r + 1) * len], 1).unwrap();
+                let alone = rows(&alone.squeeze(0).unwrap());
+                assert_eq!(alone, fused[r * len..(r + 1) * len], "row {r}");
+            }
+        }
     }
 
     #[test]
