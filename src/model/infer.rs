@@ -125,14 +125,14 @@ struct PackedTimes<'a> {
 }
 
 /// A row-wise CPU op's plumbing: checks that `x` is a contiguous f32 tensor whose last dimension
-/// is `inp`, runs `f` from its values into `out` values per row, and gives the result the shape of
-/// `x` with `out` last.
+/// is `inp`, has `f` make `out` values per row from its values and row count, and gives the
+/// result the shape of `x` with `out` last.
 fn per_row(
     name: &str,
     x: &candle_core::CpuStorage,
     l: &candle_core::Layout,
     (inp, out): (usize, usize),
-    f: impl FnOnce(&[f32], usize, &mut [f32]),
+    f: impl FnOnce(&[f32], usize) -> Vec<f32>,
 ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
     let candle_core::CpuStorage::F32(x) = x else {
         candle_core::bail!("{name}: f32 inputs only");
@@ -144,8 +144,10 @@ fn per_row(
         candle_core::bail!("{name}: input {:?}, expected {inp} features", l.dims());
     }
     let rows = (b - a) / inp.max(1);
-    let mut y = vec![0f32; rows * out];
-    f(&x[a..b], rows, &mut y);
+    let y = f(&x[a..b], rows);
+    if y.len() != rows * out {
+        candle_core::bail!("{name}: {} outputs for {rows} rows of {out}", y.len());
+    }
     let mut shape = l.dims().to_vec();
     if let Some(last) = shape.last_mut() {
         *last = out;
@@ -167,8 +169,8 @@ impl candle_core::CustomOp1 for PackedTimes<'_> {
         l: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
         let w = self.w;
-        per_row(self.name(), x, l, (w.k(), w.n()), |x, rows, y| {
-            packed::matmul(x, rows, w, None, y)
+        per_row(self.name(), x, l, (w.k(), w.n()), |x, rows| {
+            packed::matmul_new(x, rows, w, None)
         })
     }
 }
@@ -189,8 +191,10 @@ impl candle_core::CustomOp1 for SwiGlu {
         l: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
         let i = self.inter;
-        per_row(self.name(), gu, l, (2 * i, i), |gu, _, h| {
-            swiglu::forward(gu, h, i)
+        per_row(self.name(), gu, l, (2 * i, i), |gu, rows| {
+            let mut h = vec![0f32; rows * i];
+            swiglu::forward(gu, &mut h, i);
+            h
         })
     }
 }
@@ -231,12 +235,14 @@ impl candle_core::CustomOp1 for CausalAttention<'_> {
         let rope = self.rope;
         let alibi = self.alibi;
         let mut lse = vec![0f32; sh.rows * sh.heads * sh.seq];
-        per_row(self.name(), qkv, l, (width, out_width), |x, _, out| {
+        per_row(self.name(), qkv, l, (width, out_width), |x, rows| {
             let mut q = x.to_vec();
             if let Some(t) = rope {
                 rope::apply(&mut q, width, sh.seq, sh.heads + sh.kv_heads, t, false);
             }
-            attn_kernel::forward(sh, &q, alibi, out, &mut lse);
+            let mut out = vec![0f32; rows * out_width];
+            attn_kernel::forward(sh, &q, alibi, &mut out, &mut lse);
+            out
         })
     }
 }

@@ -115,18 +115,56 @@ impl Out {
 /// `y = x Wᵀ + b` for `x` row-major `[m, k]`, `y` `[m, n]`, `bias` of `n` values if any. Runs on
 /// the current rayon pool, in pieces of whole panels.
 pub fn matmul(x: &[f32], m: usize, w: &PackedWt, bias: Option<&[f32]>, y: &mut [f32]) {
+    assert_eq!(
+        y.len(),
+        m * w.n,
+        "packed matmul: {} outputs for [{m}, {}]",
+        y.len(),
+        w.n
+    );
+    check(x, m, w, bias);
+    if w.k == 0 {
+        // No products: every output is its bias (or zero); the kernel would write nothing.
+        for row in y.chunks_exact_mut(w.n.max(1)) {
+            match bias {
+                Some(b) => row.copy_from_slice(b),
+                None => row.fill(0.0),
+            }
+        }
+        return;
+    }
+    // SAFETY: `y` holds the m·n outputs (asserted) and is borrowed mutably for the call.
+    unsafe { run(x, m, w, bias, y.as_mut_ptr()) }
+}
+
+/// [`matmul`] into a new vector, which is not zero-filled first: the kernel writes each of its
+/// `m · n` elements before anything reads it.
+pub fn matmul_new(x: &[f32], m: usize, w: &PackedWt, bias: Option<&[f32]>) -> Vec<f32> {
+    check(x, m, w, bias);
+    let len = m * w.n;
+    if w.k == 0 {
+        let mut y = vec![0f32; len];
+        matmul(x, m, w, bias, &mut y);
+        return y;
+    }
+    let mut y: Vec<f32> = Vec::with_capacity(len);
+    // SAFETY: the capacity holds `len` floats; with k > 0 every output element of every unit is
+    // stored by the first block of `k` (`Step::first`) before any later block loads it, so all
+    // `len` elements are initialised when `run` returns, and only then is the length set.
+    unsafe {
+        run(x, m, w, bias, y.as_mut_ptr());
+        y.set_len(len);
+    }
+    y
+}
+
+fn check(x: &[f32], m: usize, w: &PackedWt, bias: Option<&[f32]>) {
     let (n, k) = (w.n, w.k);
     assert_eq!(
         x.len(),
         m * k,
         "packed matmul: {} inputs for [{m}, {k}]",
         x.len()
-    );
-    assert_eq!(
-        y.len(),
-        m * n,
-        "packed matmul: {} outputs for [{m}, {n}]",
-        y.len()
     );
     if let Some(b) = bias {
         assert_eq!(
@@ -136,6 +174,14 @@ pub fn matmul(x: &[f32], m: usize, w: &PackedWt, bias: Option<&[f32]>, y: &mut [
             b.len()
         );
     }
+}
+
+/// The product into `y` (see [`matmul`]), writing every element when `k > 0`.
+///
+/// # Safety
+/// `y` must point at `m · n` writable floats that nothing else reads or writes during the call.
+unsafe fn run(x: &[f32], m: usize, w: &PackedWt, bias: Option<&[f32]>, y: *mut f32) {
+    let (n, k) = (w.n, w.k);
     if m == 0 || n == 0 {
         return;
     }
@@ -143,7 +189,7 @@ pub fn matmul(x: &[f32], m: usize, w: &PackedWt, bias: Option<&[f32]>, y: &mut [
     let (chunk, per_piece) = split(m, w.panels(), mr, rayon::current_num_threads());
     let panels = w.panels();
     let pieces = panels.div_ceil(per_piece);
-    let out = Out(y.as_mut_ptr());
+    let out = Out(y);
     // Chunk-major: the pieces of one chunk of rows run together, sharing its inputs in cache.
     (0..m.div_ceil(chunk) * pieces)
         .into_par_iter()
@@ -155,7 +201,7 @@ pub fn matmul(x: &[f32], m: usize, w: &PackedWt, bias: Option<&[f32]>, y: &mut [
             for p in first..panels.min(first + per_piece) {
                 let cols = NR.min(n - p * NR);
                 // SAFETY: this unit covers columns p·NR..p·NR + cols of rows r0..r0 + rows,
-                // inside `y` ([m, n], asserted), and no other unit writes those elements.
+                // inside `y` (m·n floats, the caller's contract), and no other unit writes those elements.
                 let c = unsafe { out.at(r0 * n + p * NR) };
                 let bias = bias.map(|b| &b[p * NR..p * NR + cols]);
                 // SAFETY: as above.
@@ -474,6 +520,21 @@ mod tests {
         assert_eq!(split(448, 9, 6, 2), (228, 1));
         // The head at decoding (one row, 768 panels): pieces of 48 panels.
         assert_eq!(split(1, 768, 6, 2), (6, 48));
+    }
+
+    #[test]
+    fn a_new_output_vector_gets_the_bits_of_a_zeroed_one() {
+        for &(m, n, k) in &[(1, 1, 1), (7, 70, 130), (13, 64, 300), (3, 5, 0), (0, 4, 3)] {
+            let x = data(m * k, 11.0);
+            let w = PackedWt::new(&data(n * k, 12.0), n, k);
+            let b = data(n, 13.0);
+            for bias in [None, Some(b.as_slice())] {
+                let mut y = vec![f32::NAN; m * n];
+                matmul(&x, m, &w, bias, &mut y);
+                assert_eq!(matmul_new(&x, m, &w, bias), y, "[{m},{k}]x[{n},{k}]ᵀ");
+                assert_eq!(y, reference(&x, m, &data(n * k, 12.0), n, k, bias));
+            }
+        }
     }
 
     #[test]
