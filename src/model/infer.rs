@@ -158,46 +158,57 @@ fn per_row(
     ))
 }
 
-impl candle_core::CustomOp1 for PackedTimes<'_> {
-    fn name(&self) -> &'static str {
-        "packed-times-weight-t"
-    }
+/// Implements [`candle_core::CustomOp1`] for a CPU-only op: `$name`, and `cpu_fwd` as `$body`
+/// with `$op` bound to the op, `$x` to the input storage and `$l` to its layout.
+macro_rules! cpu_op {
+    ($ty:ty, $name:literal, |$op:ident, $x:ident, $l:ident| $body:block) => {
+        impl candle_core::CustomOp1 for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
 
-    fn cpu_fwd(
-        &self,
-        x: &candle_core::CpuStorage,
-        l: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let w = self.w;
-        per_row(self.name(), x, l, (w.k(), w.n()), |x, rows| {
-            packed::matmul_new(x, rows, w, None)
-        })
-    }
+            fn cpu_fwd(
+                &self,
+                $x: &candle_core::CpuStorage,
+                $l: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                let $op = self;
+                $body
+            }
+        }
+    };
 }
+
+cpu_op!(PackedTimes<'_>, "packed-times-weight-t", |op, x, l| {
+    let w = op.w;
+    per_row(
+        candle_core::CustomOp1::name(op),
+        x,
+        l,
+        (w.k(), w.n()),
+        |x, rows| packed::matmul_new(x, rows, w, None),
+    )
+});
 
 /// `silu(g) · u` of rows `[g | u]` (`[.., 2 · inter]` → `[.., inter]`) on the CPU kernel.
 struct SwiGlu {
     inter: usize,
 }
 
-impl candle_core::CustomOp1 for SwiGlu {
-    fn name(&self) -> &'static str {
-        "swiglu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        gu: &candle_core::CpuStorage,
-        l: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let i = self.inter;
-        per_row(self.name(), gu, l, (2 * i, i), |gu, rows| {
+cpu_op!(SwiGlu, "swiglu", |op, gu, l| {
+    let i = op.inter;
+    per_row(
+        candle_core::CustomOp1::name(op),
+        gu,
+        l,
+        (2 * i, i),
+        |gu, rows| {
             let mut h = vec![0f32; rows * i];
             swiglu::forward(gu, &mut h, i);
             h
-        })
-    }
-}
+        },
+    )
+});
 
 /// Causal self-attention of whole sequences on the CPU, from the fused q/k/v rows
 /// `[b, t, (heads + 2 · kv_heads) · head_dim]` (RoPE not yet applied) to
@@ -211,31 +222,27 @@ struct CausalAttention<'a> {
     alibi: Option<&'a [f32]>,
 }
 
-impl candle_core::CustomOp1 for CausalAttention<'_> {
-    fn name(&self) -> &'static str {
-        "causal-attention"
+cpu_op!(CausalAttention<'_>, "causal-attention", |op, qkv, l| {
+    let sh = op.shape;
+    let width = (sh.heads + 2 * sh.kv_heads) * sh.head_dim;
+    let out_width = sh.heads * sh.head_dim;
+    if l.dims() != [sh.rows, sh.seq, width] {
+        candle_core::bail!(
+            "causal attention: input {:?}, expected [{}, {}, {width}]",
+            l.dims(),
+            sh.rows,
+            sh.seq
+        );
     }
-
-    fn cpu_fwd(
-        &self,
-        qkv: &candle_core::CpuStorage,
-        l: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let sh = self.shape;
-        let width = (sh.heads + 2 * sh.kv_heads) * sh.head_dim;
-        let out_width = sh.heads * sh.head_dim;
-        if l.dims() != [sh.rows, sh.seq, width] {
-            candle_core::bail!(
-                "causal attention: input {:?}, expected [{}, {}, {width}]",
-                l.dims(),
-                sh.rows,
-                sh.seq
-            );
-        }
-        let rope = self.rope;
-        let alibi = self.alibi;
-        let mut lse = vec![0f32; sh.rows * sh.heads * sh.seq];
-        per_row(self.name(), qkv, l, (width, out_width), |x, rows| {
+    let rope = op.rope;
+    let alibi = op.alibi;
+    let mut lse = vec![0f32; sh.rows * sh.heads * sh.seq];
+    per_row(
+        candle_core::CustomOp1::name(op),
+        qkv,
+        l,
+        (width, out_width),
+        |x, rows| {
             let mut q = x.to_vec();
             if let Some(t) = rope {
                 rope::apply(&mut q, width, sh.seq, sh.heads + sh.kv_heads, t, false);
@@ -243,9 +250,9 @@ impl candle_core::CustomOp1 for CausalAttention<'_> {
             let mut out = vec![0f32; rows * out_width];
             attn_kernel::forward(sh, &q, alibi, &mut out, &mut lse);
             out
-        })
-    }
-}
+        },
+    )
+});
 
 impl Weight {
     /// Packs `w` (`[out, in]`) for the CPU kernel when it is an f32 CPU tensor.
@@ -344,6 +351,26 @@ fn fused(p: &mut Params, names: &[String]) -> R<Linear> {
 struct Placement {
     positions: Vec<usize>,
     segments: Vec<usize>,
+}
+
+impl Placement {
+    /// `rows` sequences of equal length in `ids` (row-major), at positions `start..start + len`.
+    fn rows(ids: &[u32], rows: usize, start: usize) -> R<Placement> {
+        if ids.is_empty() || rows == 0 {
+            return Err(InferError::Empty);
+        }
+        if !ids.len().is_multiple_of(rows) {
+            return Err(InferError::Shape {
+                ids: ids.len(),
+                rows,
+            });
+        }
+        let len = ids.len() / rows;
+        Ok(Placement {
+            positions: (start..start + len).collect(),
+            segments: vec![0; len],
+        })
+    }
 }
 
 /// What every layer of one pass shares.
@@ -544,21 +571,9 @@ impl Infer {
         rows: usize,
         past: Option<&KvCache>,
     ) -> R<(Tensor, KvCache)> {
-        if ids.is_empty() || rows == 0 {
-            return Err(InferError::Empty);
-        }
-        if !ids.len().is_multiple_of(rows) {
-            return Err(InferError::Shape {
-                ids: ids.len(),
-                rows,
-            });
-        }
-        let len = ids.len() / rows;
         let start = past.map_or(0, KvCache::len);
-        let placement = Placement {
-            positions: (start..start + len).collect(),
-            segments: vec![0; len],
-        };
+        let placement = Placement::rows(ids, rows, start)?;
+        let len = placement.positions.len();
         let (hidden, layers) = self.run(ids, rows, past, &placement, true)?;
         Ok((
             hidden,
@@ -575,20 +590,7 @@ impl Infer {
     /// the CPU, attention then runs on the fused kernel. Each row's result depends on that row
     /// alone, as with [`Infer::forward`], and agrees with it to float rounding.
     pub fn hidden(&self, ids: &[u32], rows: usize) -> R<Tensor> {
-        if ids.is_empty() || rows == 0 {
-            return Err(InferError::Empty);
-        }
-        if !ids.len().is_multiple_of(rows) {
-            return Err(InferError::Shape {
-                ids: ids.len(),
-                rows,
-            });
-        }
-        let len = ids.len() / rows;
-        let placement = Placement {
-            positions: (0..len).collect(),
-            segments: vec![0; len],
-        };
+        let placement = Placement::rows(ids, rows, 0)?;
         Ok(self.run(ids, rows, None, &placement, false)?.0)
     }
 
