@@ -37,20 +37,6 @@ SHARED = os.path.join(os.path.dirname(ROOT), "shared", "bench")
 THREADS = "2"
 
 
-def sh(cmd, env=None, check=True):
-    """Runs cmd, returns (stdout, peak RSS in MB from GNU time)."""
-    full = ["/usr/bin/time", "-f", "PEAK_RSS_KB %M"] + cmd
-    e = dict(os.environ)
-    e.update(env or {})
-    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-        e.pop(k, None)
-    p = subprocess.run(full, cwd=ROOT, env=e, capture_output=True, text=True)
-    if check and p.returncode != 0:
-        sys.exit(f"error: {' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    m = re.search(r"PEAK_RSS_KB (\d+)", p.stderr)
-    return p.stdout, (int(m.group(1)) / 1024 if m else float("nan"))
-
-
 def quiet():
     q = os.path.join(SHARED, "quiet.sh")
     if os.access(q, os.X_OK):
@@ -75,13 +61,6 @@ def bench_binaries():
         if exe and msg.get("target", {}).get("kind") == ["bench"]:
             out[msg["target"]["name"]] = exe
     return out
-
-
-def num(pattern, text, what):
-    m = re.search(pattern, text)
-    if not m:
-        sys.exit(f"error: no {what} in:\n{text}")
-    return float(m.group(1))
 
 
 TRAIN_TOKENS = 8 * 128  # batch 8 x sequences of 128, both sides
