@@ -245,13 +245,8 @@ pub fn evaluate(
         }
     }
     let loaded = checkpoint::load(cx.store, output, tree, cx.device)?;
-    let mut backend = ModelBackend::new(
-        loaded.model,
-        loaded.params,
-        loaded.tokenizer,
-        loaded.template,
-    )
-    .map_err(|e| SuiteError::Other(e.to_string()))?;
+    let mut backend =
+        ModelBackend::from_loaded(loaded).map_err(|e| SuiteError::Other(e.to_string()))?;
     backend.share_prompt = cx.scoring.share_prompt;
     backend.batch_size = cx.batch_size.max(1);
     let mut done: Vec<TaskResult> = Vec::new();
