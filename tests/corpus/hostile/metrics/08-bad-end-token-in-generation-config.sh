@@ -11,7 +11,7 @@ printf '{"bos_token_id": null, "eos_token_id": [0, 99999], "pad_token_id": 0}\n'
 python3 - <<'PY'
 text = open("runs/hostile.yaml", encoding="utf-8").read()
 text = text.replace("  init: {hidden_size: 64, layers: 2, heads: 4, intermediate_size: 172}\n", "  from: models/base\n")
-text = text.replace("tokenizer:\n  train: {dataset: corpus, vocab_size: 512}\n", "")
+text = text.replace("tokenizer:\n  train: {dataset: corpus, vocab_size: 512}\n", "template: chatml\n")
 open("runs/hostile.yaml", "w", encoding="utf-8").write(text)
 PY
 medrun lock >/dev/null 2>&1
