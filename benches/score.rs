@@ -253,7 +253,7 @@ fn generate(b: &ModelBackend, prompts: &[&str], print: bool) -> Result<(usize, f
         if print {
             println!(
                 "generate prompt {} tokens -> {} tokens: {:?}",
-                g.prompt_tokens,
+                g.prompt_ids.len(),
                 g.tokens.len(),
                 g.text.chars().take(60).collect::<String>()
             );

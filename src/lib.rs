@@ -9,6 +9,7 @@ pub mod demo;
 pub mod env;
 pub mod error;
 pub mod eval;
+pub mod generation;
 pub mod hash;
 pub mod lineage;
 pub mod lock;

@@ -37,7 +37,7 @@
 //! | `stage` | the stage of that run whose output is promoted |
 //! | `spec` | the run spec's path relative to the project root |
 //! | `previous` | the channel's checkpoint before this promotion, `null` for its first |
-//! | `gates` | every gate judged: `metric`, `value`, `holder_value`, `p_value` (numbers or `null`; a NaN or infinite value is written as `null`), `passed` |
+//! | `gates` | every gate judged: `metric`, `value`, `holder_value`, `p_value` (numbers; `null` for none; a non-finite value as the string `"inf"`, `"-inf"` or `"nan"`, as in results files: `crate::eval::number`), `passed` |
 //!
 //! Every key is required and unknown keys are errors. `previous` must equal the checkpoint of
 //! the channel's preceding entry, so a reordered, deleted or hand-written entry is caught with
@@ -86,8 +86,11 @@ const HEADER: &str = "# promotions.yaml: every promotion of this project, oldest
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct GateRecord {
     pub metric: String,
+    #[serde(serialize_with = "crate::eval::number::option::serialize")]
     pub value: Option<f64>,
+    #[serde(serialize_with = "crate::eval::number::option::serialize")]
     pub holder_value: Option<f64>,
+    #[serde(serialize_with = "crate::eval::number::option::serialize")]
     pub p_value: Option<f64>,
     pub passed: bool,
 }
@@ -322,8 +325,11 @@ struct RawEntry {
 #[serde(deny_unknown_fields)]
 struct RawGate {
     metric: Spanned<String>,
+    #[serde(with = "crate::eval::number::option")]
     value: Option<f64>,
+    #[serde(with = "crate::eval::number::option")]
     holder_value: Option<f64>,
+    #[serde(with = "crate::eval::number::option")]
     p_value: Option<f64>,
     passed: bool,
 }
@@ -430,13 +436,17 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
 }
 
-/// A gate number: finite values in full, `null` for none and for NaN or ±∞ (medrun's YAML
-/// reader refuses non-finite floats, and such a value never passed a gate anyway).
+/// A gate number: finite values in full, `null` for none, and NaN and ±∞ as the quoted strings
+/// `"nan"`, `"inf"` and `"-inf"` (as in results files, `crate::eval::number`), which read back
+/// to the same value.
 fn number(x: Option<f64>) -> String {
     match x {
         // Debug is the shortest text that reads back to the same bits (`0.1`, `1e-7`, `3.0`).
-        Some(v) if v.is_finite() => format!("{v:?}"),
-        _ => "null".into(),
+        Some(v) => match crate::eval::number::non_finite_name(v) {
+            Some(name) => quote(name),
+            None => format!("{v:?}"),
+        },
+        None => "null".into(),
     }
 }
 
@@ -761,13 +771,14 @@ promotions:
         let h = History { entries: vec![e] };
         let back = History::parse(&h.render(), display()).expect("parse");
         for (g, &v) in back.entries[0].gates.iter().zip(&values) {
-            let got = g.value.unwrap_or(0.0);
-            if !v.is_finite() {
-                assert_eq!(g.value, None, "{v:?} is written as null");
+            let got = g.value.expect("a value is never dropped");
+            if v.is_nan() {
+                assert!(got.is_nan(), "{v:?} read back as {got:?}");
             } else {
                 assert_eq!(got.to_bits(), v.to_bits(), "{v:?} read back as {got:?}");
             }
         }
+        assert!(h.render().contains("value: \"inf\"\n"), "{}", h.render());
     }
 
     #[test]

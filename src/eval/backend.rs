@@ -58,14 +58,16 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use super::{Backend, BackendError, GenRequest, LlRequest, LlScore, RollingScore, Sampling};
+use super::{Backend, BackendError, GenRequest, LlRequest, LlScore, RollingScore};
 use crate::model::gguf;
 use crate::model::infer::{Infer, InferError, argmax, host_rows, log_prob};
 use crate::model::{ModelError, Param, Params, Transformer};
-use crate::rng::Rng;
 use crate::spec::Family;
 use crate::template::{ChatTemplate, TemplateError, Turn};
 use crate::tokenizer::{Tokenizer, TokenizerError};
+
+mod generate;
+pub use generate::{Generation, Stopped};
 
 /// Lengths up to this are padded to the next power of two; longer ones to the next multiple of
 /// an eighth of their next power of two (less than a quarter of the length, ~6% on average).
@@ -205,22 +207,13 @@ fn bucket(len: usize, min_rows: usize, room: usize) -> usize {
     b.max(min_rows).min(room).max(len)
 }
 
-/// A generated text with its tokens.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Generation {
-    pub text: String,
-    /// Tokens generated (an end-of-sequence token is not included; tokens after a stop string
-    /// are).
-    pub tokens: Vec<u32>,
-    /// Prompt tokens after left truncation.
-    pub prompt_tokens: usize,
-}
-
 /// [`Backend`] over a transformer (see the module docs).
 pub struct ModelBackend {
     infer: Infer,
     tokenizer: Tokenizer,
     template: ChatTemplate,
+    /// Generation stops at any of these ids (see [`crate::generation`]).
+    end_tokens: Vec<u32>,
     /// Run each request's context once and extend every continuation from it (default true).
     pub share_prompt: bool,
     /// Sequences per forward pass (default 8). Never changes an answer.
@@ -235,6 +228,7 @@ impl std::fmt::Debug for ModelBackend {
             .field("infer", &self.infer)
             .field("tokenizer", &self.tokenizer)
             .field("template", &self.template)
+            .field("end_tokens", &self.end_tokens)
             .field("share_prompt", &self.share_prompt)
             .field("batch_size", &self.batch_size)
             .field("max_length", &self.max_length)
@@ -244,7 +238,8 @@ impl std::fmt::Debug for ModelBackend {
 
 impl ModelBackend {
     /// A backend over `params` (frozen here and moved into the inference layout; LoRA adapters
-    /// must be merged first).
+    /// must be merged first). Generation ends at the tokenizer's EOS until
+    /// [`ModelBackend::set_end_tokens`] says otherwise.
     pub fn new(
         model: Transformer,
         params: Params,
@@ -261,19 +256,37 @@ impl ModelBackend {
         }
         let infer = Infer::new(model, params).map_err(infer_err("preparing the model"))?;
         let max_length = infer.config().max_position_embeddings;
+        let end_tokens = vec![tokenizer.eos_id()];
         Ok(ModelBackend {
             infer,
             tokenizer,
             template,
+            end_tokens,
             share_prompt: true,
             batch_size: 8,
             max_length,
         })
     }
 
+    /// A stage output loaded by [`crate::eval::checkpoint::load`], ending generations at its
+    /// end tokens.
+    pub fn from_loaded(
+        loaded: crate::eval::checkpoint::LoadedModel,
+    ) -> Result<ModelBackend, BackendError> {
+        let mut b = ModelBackend::new(
+            loaded.model,
+            loaded.params,
+            loaded.tokenizer,
+            loaded.template,
+        )?;
+        b.set_end_tokens(&loaded.end_tokens.ids);
+        Ok(b)
+    }
+
     /// A llama.cpp GGUF file as a backend: weights dequantised to f32, the tokenizer from its
     /// metadata with EOS/BOS as its config names them, and its chat template (`chatml` when it
-    /// has none).
+    /// has none). Generation ends at `tokenizer.ggml.eos_token_id` (the id `transformers`' GGUF
+    /// loader makes the model's `eos_token_id`), or the detected EOS when the file names none.
     pub fn from_gguf(
         path: &Path,
         family: Family,
@@ -677,125 +690,6 @@ impl ModelBackend {
         }
         Ok(out)
     }
-
-    /// Generate for one request (see [`Backend::generate`]), with its tokens.
-    pub fn generate_one(&self, req: &GenRequest) -> Result<Generation, BackendError> {
-        Ok(self.generate_impl(req, 0)?)
-    }
-
-    fn generate_impl(&self, req: &GenRequest, index: usize) -> R<Generation> {
-        let max_len = self.max_len()?;
-        let what = format!("generation request {index}");
-        let mut rng = match req.sample {
-            Some(Sampling { temperature, seed }) => {
-                if !(temperature > 0.0 && temperature.is_finite()) {
-                    return Err(ScoreError::Temperature { index, temperature });
-                }
-                Some((Rng::for_purpose(seed, "eval/generate"), temperature))
-            }
-            None => None,
-        };
-        let mut prompt = self.encode(&req.prompt, || format!("{what}: prompt"))?;
-        if prompt.is_empty() {
-            prompt.push(self.prefix_id());
-        }
-        // Leave room for the answer, as lm-eval does (at least one prompt token stays).
-        let keep = max_len.saturating_sub(req.max_new_tokens).max(1);
-        if prompt.len() > keep {
-            prompt.drain(..prompt.len() - keep);
-        }
-        let mut out = Generation {
-            text: String::new(),
-            tokens: Vec::new(),
-            prompt_tokens: prompt.len(),
-        };
-        if req.max_new_tokens == 0 {
-            return Ok(out);
-        }
-        let stops: Vec<&str> = req
-            .stop
-            .iter()
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
-            .collect();
-        let eos = self.tokenizer.eos_id();
-        let mut session = self.infer.session();
-        let mut next = prompt;
-        loop {
-            let logits = session
-                .extend_last(&next)
-                .and_then(|l| Ok(l.to_vec1::<f32>()?))
-                .map_err(infer_err(&what))?;
-            let tok = match rng.as_mut() {
-                Some((r, t)) => sample(&logits, *t, r),
-                None => argmax(&logits),
-            };
-            let Some(tok) = tok.map(|t| t as u32) else {
-                break;
-            };
-            if tok == eos {
-                break;
-            }
-            out.tokens.push(tok);
-            if !stops.is_empty() {
-                let text = self.decode(&out.tokens, &what)?;
-                if let Some(cut) = stops.iter().filter_map(|s| text.find(s)).min() {
-                    out.text = text[..cut].to_string();
-                    return Ok(out);
-                }
-            }
-            if out.tokens.len() >= req.max_new_tokens || session.len() + 1 > max_len {
-                break;
-            }
-            next = vec![tok];
-        }
-        out.text = self.decode(&out.tokens, &what)?;
-        Ok(out)
-    }
-
-    fn decode(&self, ids: &[u32], what: &str) -> R<String> {
-        self.tokenizer
-            .decode(ids)
-            .map_err(|source| ScoreError::Tokenizer {
-                what: format!("{what}: decoding"),
-                source,
-            })
-    }
-}
-
-/// Draw from `softmax(logits / temperature)` (f64 on the host).
-fn sample(logits: &[f32], temperature: f64, rng: &mut Rng) -> Option<usize> {
-    let max = logits
-        .iter()
-        .copied()
-        .filter(|x| !x.is_nan())
-        .fold(f32::NEG_INFINITY, f32::max) as f64;
-    if !max.is_finite() {
-        return argmax(logits);
-    }
-    let weights: Vec<f64> = logits
-        .iter()
-        .map(|&x| {
-            if x.is_nan() {
-                0.0
-            } else {
-                ((x as f64 - max) / temperature).exp()
-            }
-        })
-        .collect();
-    let total: f64 = weights.iter().sum();
-    let mut u = rng.next_f64() * total;
-    let mut last = None;
-    for (i, w) in weights.iter().enumerate() {
-        if *w > 0.0 {
-            if u < *w {
-                return Some(i);
-            }
-            u -= w;
-            last = Some(i);
-        }
-    }
-    last
 }
 
 impl Backend for ModelBackend {
@@ -831,6 +725,7 @@ impl Backend for ModelBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::Sampling;
     use crate::model::ModelConfig;
     use crate::model::transformer::Forward;
     use crate::spec::{InitConfig, Position};

@@ -1,9 +1,11 @@
-//! Loading a stage output (a store tree) for inference: the model, frozen, with its tokenizer and
-//! chat template.
+//! Loading a stage output (a store tree) for inference: the model, frozen, with its tokenizer
+//! (special tokens as `tokenizer_config.json` names them), chat template and end tokens (from
+//! `generation_config.json`, `config.json` and the tokenizer, see [`crate::generation`]).
 
 use candle_core::Device;
 use serde_json::Value;
 
+use crate::generation::{self, EndTokens};
 use crate::model::checkpoint::{params_from, parse_hf_config};
 use crate::model::{ModelConfig, Params, Transformer};
 use crate::spec::Family;
@@ -18,6 +20,8 @@ pub struct LoadedModel {
     pub params: Params,
     pub tokenizer: Tokenizer,
     pub template: ChatTemplate,
+    /// The ids that end a generation.
+    pub end_tokens: EndTokens,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,11 +83,33 @@ pub fn load(
         .map_err(|e| bad(e.to_string()))?;
     let tokenizer = Tokenizer::from_bytes(&file("tokenizer.json")?, "tokenizer.json")
         .map_err(|e| bad(e.to_string()))?;
-    let tc: Value = match tree.entries.get("tokenizer_config.json") {
-        Some(_) => serde_json::from_slice(&file("tokenizer_config.json")?)
-            .map_err(|e| bad(format!("tokenizer_config.json: {e}")))?,
-        None => Value::Null,
+    let json_file = |name: &str| -> Result<Option<Value>, LoadError> {
+        match tree.entries.get(name) {
+            Some(_) => serde_json::from_slice(&file(name)?)
+                .map(Some)
+                .map_err(|e| bad(format!("{name}: {e}"))),
+            None => Ok(None),
+        }
     };
+    let tc = json_file("tokenizer_config.json")?;
+    // Special tokens as tokenizer_config.json names them (as the training stage used them).
+    let tokenizer = match &tc {
+        Some(tc) => {
+            tokenizer
+                .configured(tc, "tokenizer_config.json")
+                .map_err(|e| bad(e.to_string()))?
+                .0
+        }
+        None => tokenizer,
+    };
+    let gc = json_file("generation_config.json")?;
+    let end_tokens = generation::end_tokens(
+        gc.as_ref().map(|v| (v, "generation_config.json")),
+        Some((&config, "config.json")),
+        &tokenizer,
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    let tc = tc.unwrap_or(Value::Null);
     let eos = tokenizer
         .id_to_token(tokenizer.eos_id())
         .unwrap_or_default();
@@ -103,5 +129,6 @@ pub fn load(
         params,
         tokenizer,
         template,
+        end_tokens,
     })
 }

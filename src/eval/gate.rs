@@ -18,9 +18,11 @@
 //! (`spec.gates.iter().filter(|g| g.stage == stage)`).
 //!
 //! - **Incomplete results** (status not `complete`) fail every gate.
-//! - **A missing metric fails**, as does a value that is not a finite number.
+//! - **A missing metric fails**, as does a NaN (`nan`: no number at all).
 //! - **`Threshold { min, max }`**: passes when `value ≥ min` and `value ≤ max` (both inclusive;
-//!   an absent bound is not checked).
+//!   an absent bound is not checked). An infinite value is compared like any other: `inf`
+//!   passes every `min` and fails every `max`, `-inf` the reverse (a `word_perplexity` of `inf`,
+//!   from a text without spaces, fails `max: 50` as it should).
 //! - **`NoWorseThan { channel, max_drop, test, alpha }`** compares the candidate with the
 //!   checkpoint that currently holds `channel`, on the **same items**:
 //!   - nobody holds the channel yet: the gate passes with the note "first promotion on channel";
@@ -94,6 +96,7 @@ pub enum Better {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metric {
+    #[serde(with = "super::number::float")]
     pub value: f64,
     pub better: Better,
 }
@@ -104,7 +107,11 @@ pub struct Metric {
 pub struct Outcome {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correct: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::number::option"
+    )]
     pub score: Option<f64>,
 }
 
@@ -163,18 +170,27 @@ pub struct Comparison {
     pub only_holder: usize,
     pub only_candidate_ids: Vec<String>,
     pub only_holder_ids: Vec<String>,
-    /// Means on the shared items.
+    /// Means on the shared items (`"nan"` when the comparison stopped before computing them).
+    #[serde(serialize_with = "super::number::float::serialize")]
     pub candidate_mean: f64,
+    #[serde(serialize_with = "super::number::float::serialize")]
     pub holder_mean: f64,
     /// Oriented drop on the shared items (positive = candidate worse).
+    #[serde(serialize_with = "super::number::float::serialize")]
     pub drop: f64,
     /// McNemar's discordant counts: holder right / candidate wrong, and the reverse.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discordant: Option<[u64; 2]>,
     /// Bootstrap interval of the drop and its coverage.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::number::pair::serialize"
+    )]
     pub ci: Option<[f64; 2]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::number::option::serialize"
+    )]
     pub ci_level: Option<f64>,
 }
 
@@ -184,8 +200,12 @@ pub struct GateOutcome {
     pub stage: String,
     /// The rule in words, e.g. `>= 0.6` or `no worse than channel `prod` by more than 0.02 …`.
     pub rule: String,
+    /// Values are numbers, or `"inf"`, `"-inf"`, `"nan"` ([`super::number`]).
+    #[serde(serialize_with = "super::number::option::serialize")]
     pub value: Option<f64>,
+    #[serde(serialize_with = "super::number::option::serialize")]
     pub holder_value: Option<f64>,
+    #[serde(serialize_with = "super::number::option::serialize")]
     pub p_value: Option<f64>,
     pub passed: bool,
     pub reason: String,
@@ -268,7 +288,7 @@ fn test_name(t: PairedTest) -> &'static str {
 }
 
 fn num(x: f64) -> String {
-    format!("{x:.4}")
+    super::number::show(x, 4)
 }
 
 fn pval(p: f64) -> String {
@@ -312,10 +332,10 @@ fn judge(
         );
         return out;
     };
-    if !m.value.is_finite() {
+    if m.value.is_nan() {
         out.reason = format!(
-            "the candidate's `{}` is {}, not a number",
-            gate.metric, m.value
+            "the candidate's `{}` is nan, not a number, so no gate on it can pass",
+            gate.metric
         );
         return out;
     }
@@ -788,10 +808,19 @@ mod tests {
     }
 
     #[test]
-    fn nan_value_fails() {
-        let d = decide(&[threshold(None, Some(10.0))], &scores(f64::NAN), None);
+    fn nan_value_fails_and_infinities_meet_their_bounds() {
+        for g in [threshold(None, Some(10.0)), threshold(Some(0.0), None)] {
+            let d = decide(&[g], &scores(f64::NAN), None);
+            assert!(!d.passed);
+            assert!(d.gates[0].reason.contains("not a number"));
+        }
+        let judge = |x: f64, min, max| decide(&[threshold(min, max)], &scores(x), None);
+        let d = judge(f64::INFINITY, None, Some(50.0));
         assert!(!d.passed);
-        assert!(d.gates[0].reason.contains("not a number"));
+        assert_eq!(d.gates[0].reason, "inf > max 50");
+        assert!(judge(f64::INFINITY, Some(0.5), None).passed);
+        assert!(!judge(f64::NEG_INFINITY, Some(0.5), None).passed);
+        assert!(judge(f64::NEG_INFINITY, None, Some(0.5)).passed);
     }
 
     #[test]

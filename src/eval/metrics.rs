@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 /// One aggregated metric.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
+    /// Written as a number, or `"inf"`, `"-inf"`, `"nan"` (see [`super::number`]).
+    #[serde(with = "super::number::float")]
     pub value: f64,
+    #[serde(with = "super::number::option")]
     pub stderr: Option<f64>,
     /// Items it was computed over.
     pub n: usize,

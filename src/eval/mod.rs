@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod gate;
 pub mod metrics;
+pub mod number;
 pub mod refusal;
 pub mod scores;
 pub mod stats;

@@ -46,7 +46,10 @@ pub fn scores_of(results: &[(&Results, &BTreeMap<String, Vec<Value>>)]) -> Score
                     continue;
                 };
                 for (m, v) in per {
-                    let Some(x) = v.as_f64() else { continue };
+                    // Numbers, or "inf", "-inf", "nan" (crate::eval::number).
+                    let Some(x) = super::number::from_json(v) else {
+                        continue;
+                    };
                     let binary = x == 0.0 || x == 1.0;
                     items
                         .entry(format!("{}/{task}/{m}", r.suite))

@@ -59,7 +59,9 @@ pub struct Results {
     pub error: Option<String>,
     /// Per task: kind, resolved config, task hash, metrics.
     pub tasks: BTreeMap<String, TaskSummary>,
-    /// Flat `suite/task/metric` → value, what gates read.
+    /// Flat `suite/task/metric` → value, what gates read. Non-finite values are written as
+    /// `"inf"`, `"-inf"` or `"nan"` ([`super::number`]).
+    #[serde(with = "super::number::map")]
     pub metrics: BTreeMap<String, f64>,
 }
 
@@ -245,13 +247,8 @@ pub fn evaluate(
         }
     }
     let loaded = checkpoint::load(cx.store, output, tree, cx.device)?;
-    let mut backend = ModelBackend::new(
-        loaded.model,
-        loaded.params,
-        loaded.tokenizer,
-        loaded.template,
-    )
-    .map_err(|e| SuiteError::Other(e.to_string()))?;
+    let mut backend =
+        ModelBackend::from_loaded(loaded).map_err(|e| SuiteError::Other(e.to_string()))?;
     backend.share_prompt = cx.scoring.share_prompt;
     backend.batch_size = cx.batch_size.max(1);
     let mut done: Vec<TaskResult> = Vec::new();
@@ -381,10 +378,10 @@ pub fn summary_markdown(r: &Results) -> String {
     for (name, t) in &r.tasks {
         for (m, v) in &t.metrics {
             s.push_str(&format!(
-                "| {name} | {m} | {:.4} | {} | {} |\n",
-                v.value,
+                "| {name} | {m} | {} | {} | {} |\n",
+                super::number::show(v.value, 4),
                 v.stderr
-                    .map(|e| format!("{e:.4}"))
+                    .map(|e| super::number::show(e, 4))
                     .unwrap_or_else(|| "-".into()),
                 v.n
             ));
@@ -426,4 +423,107 @@ fn store_results(store: &Store, r: &Results, done: &[TaskResult]) -> Result<Stri
     put("samples.jsonl", lines)?;
     put("summary.md", summary_markdown(r).into_bytes())?;
     Ok(tree.put(store)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::gate::{self, Better};
+    use crate::spec::{Gate, GateRule};
+    use proptest::prelude::*;
+
+    /// Results of one perplexity task whose metrics are all `x`.
+    fn results(x: f64) -> Results {
+        let metric = Metric {
+            value: x,
+            stderr: Some(x),
+            n: 2,
+        };
+        let names = ["word_perplexity", "bits_per_byte"];
+        Results {
+            schema: RESULTS_SCHEMA.into(),
+            suite: "s".into(),
+            suite_path: "evals/s.yaml".into(),
+            suite_hash: "0".repeat(64),
+            checkpoint: "1".repeat(64),
+            engine: EngineFingerprint::current(),
+            device: DeviceClass {
+                kind: "cpu".into(),
+                model: "test".into(),
+                isa: Vec::new(),
+            },
+            scoring: ScoringOptions::default(),
+            status: "complete".into(),
+            completed: 1,
+            total: 1,
+            error: None,
+            tasks: [(
+                "zh".to_string(),
+                TaskSummary {
+                    kind: "perplexity".into(),
+                    config: json!({"kind": "perplexity"}),
+                    task_hash: "2".repeat(64),
+                    n: 2,
+                    metrics: names.iter().map(|m| (m.to_string(), metric)).collect(),
+                },
+            )]
+            .into(),
+            metrics: names.iter().map(|m| (format!("s/zh/{m}"), x)).collect(),
+        }
+    }
+
+    /// Written as `store_results` writes it, read as `read_results` reads it.
+    fn through_the_file(r: &Results) -> (Results, String) {
+        let bytes = serde_json::to_vec_pretty(r).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        (serde_json::from_slice(&bytes).unwrap(), text)
+    }
+
+    fn same(a: f64, b: f64) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.to_bits() == f64::NAN.to_bits())
+    }
+
+    #[test]
+    fn an_infinite_word_perplexity_reads_back_and_is_gated() {
+        let (back, text) = through_the_file(&results(f64::INFINITY));
+        assert!(text.contains("\"s/zh/word_perplexity\": \"inf\""), "{text}");
+        assert!(!text.contains("null"), "{text}");
+        assert_eq!(back, results(f64::INFINITY));
+        assert_eq!(summary_markdown(&back).matches("| inf | inf |").count(), 2);
+        let scores = crate::eval::scores::scores_of(&[(&back, &BTreeMap::new())]);
+        let m = &scores.metrics["s/zh/word_perplexity"];
+        assert_eq!((m.value, m.better), (f64::INFINITY, Better::Lower));
+        let gate = |min, max| Gate {
+            metric: "s/zh/word_perplexity".into(),
+            stage: "sft".into(),
+            rule: GateRule::Threshold { min, max },
+        };
+        let d = gate::decide(&[gate(None, Some(50.0))], &scores, None);
+        assert!(!d.passed, "{d:?}");
+        assert_eq!(d.gates[0].value, Some(f64::INFINITY));
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["gates"][0]["value"], "inf");
+        assert!(gate::decide(&[gate(Some(1.0), None)], &scores, None).passed);
+        let (nan, _) = through_the_file(&results(f64::NAN));
+        let scores = crate::eval::scores::scores_of(&[(&nan, &BTreeMap::new())]);
+        for g in [gate(None, Some(50.0)), gate(Some(1.0), None)] {
+            assert!(!gate::decide(&[g], &scores, None).passed);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5_000))]
+        /// Every f64 survives results.json bit for bit; NaNs come back as the canonical NaN.
+        #[test]
+        fn every_metric_value_round_trips_through_results_json(bits in any::<u64>()) {
+            let x = f64::from_bits(bits);
+            let (back, _) = through_the_file(&results(x));
+            for v in back.metrics.values() {
+                prop_assert!(same(x, *v), "{:#x} -> {:#x}", bits, v.to_bits());
+            }
+            for m in back.tasks["zh"].metrics.values() {
+                prop_assert!(same(x, m.value) && same(x, m.stderr.unwrap_or(0.0)));
+            }
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! `medrun export REF DIR`: write a stage's model as a directory that Hugging Face `transformers`
-//! loads as it is (`model.safetensors`, `config.json`, `tokenizer.json`,
-//! `tokenizer_config.json`; LoRA adapters are already merged into the weights).
+//! loads as it is (`model.safetensors`, `config.json`, `generation_config.json`,
+//! `tokenizer.json`, `tokenizer_config.json`; LoRA adapters are already merged into the weights).
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +14,7 @@ use crate::store::{Store, Tree};
 /// required).
 pub const EXPORT_FILES: &[&str] = &[
     "config.json",
+    "generation_config.json",
     "model.safetensors",
     "tokenizer.json",
     "tokenizer_config.json",

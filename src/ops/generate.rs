@@ -1,12 +1,13 @@
 //! `medrun generate REF --prompt TEXT [--chat]`: try a checkpoint. Greedy by default, or seeded
-//! temperature sampling; the same code path as the `generate` eval tasks.
+//! temperature sampling; the same code path as the `generate` eval tasks, ending at the
+//! checkpoint's end tokens ([`crate::generation`]).
 
 use candle_core::Device;
 
 use super::Project;
 use super::export::checkpoint_of;
 use crate::error::{Error, Result};
-use crate::eval::backend::ModelBackend;
+use crate::eval::backend::{ModelBackend, Stopped};
 use crate::eval::{Backend, GenRequest, Sampling};
 use crate::store::Store;
 
@@ -26,6 +27,15 @@ pub struct Generated {
     /// The text the model was given (after the chat template, with `--chat`).
     pub prompt: String,
     pub output: String,
+    /// The prompt's token ids (after left truncation to fit the model).
+    pub prompt_ids: Vec<u32>,
+    /// The generated token ids (an end token the generation stopped at is not included).
+    pub output_ids: Vec<u32>,
+    /// Why the generation ended (`end_token` with its `id`, `stop_string`, `max_new_tokens`,
+    /// `context`).
+    pub stopped: Stopped,
+    /// The checkpoint's end tokens.
+    pub end_tokens: Vec<u32>,
 }
 
 pub fn generate(project: &Project, reference: &str, opts: &GenerateOptions) -> Result<Generated> {
@@ -36,13 +46,7 @@ pub fn generate(project: &Project, reference: &str, opts: &GenerateOptions) -> R
             hint: e.hint(),
             message: e.to_string(),
         })?;
-    let mut backend = ModelBackend::new(
-        loaded.model,
-        loaded.params,
-        loaded.tokenizer,
-        loaded.template,
-    )
-    .map_err(|e| Error::Problems {
+    let backend = ModelBackend::from_loaded(loaded).map_err(|e| Error::Problems {
         message: e.to_string(),
         hint: "the checkpoint's tokenizer and model do not fit together".into(),
     })?;
@@ -63,14 +67,14 @@ pub fn generate(project: &Project, reference: &str, opts: &GenerateOptions) -> R
         stop: opts.stop.clone(),
         sample: opts.sample,
     };
-    let output = backend
-        .generate(std::slice::from_ref(&req))
-        .map_err(backend_err)?
-        .pop()
-        .unwrap_or_default();
+    let g = backend.generate_one(&req).map_err(backend_err)?;
     Ok(Generated {
         checkpoint: ck.output,
         prompt,
-        output,
+        output: g.text,
+        prompt_ids: g.prompt_ids,
+        output_ids: g.tokens,
+        stopped: g.stopped,
+        end_tokens: backend.end_tokens().to_vec(),
     })
 }

@@ -145,7 +145,10 @@ pub fn decision_table(d: &Decision) -> String {
         "{:<40} {:<28} {:>9} {:>9} {:>8}  {}\n",
         "gate", "rule", "value", "holder", "p", "verdict"
     );
-    let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
+    let num = |v: Option<f64>| {
+        v.map(|x| crate::eval::number::show(x, 4))
+            .unwrap_or_else(|| "-".into())
+    };
     for g in &d.gates {
         s.push_str(&format!(
             "{:<40} {:<28} {:>9} {:>9} {:>8}  {}{}\n",

@@ -68,6 +68,8 @@ pub struct StageEval {
     pub results: String,
     pub cached: bool,
     pub status: String,
+    /// Numbers, or `"inf"`, `"-inf"`, `"nan"` ([`crate::eval::number`]).
+    #[serde(serialize_with = "crate::eval::number::map::serialize")]
     pub metrics: BTreeMap<String, f64>,
 }
 
@@ -115,7 +117,7 @@ fn evaluate_stage(
             .iter()
             .map(|(k, v)| {
                 let short = k.split_once('/').map(|x| x.1).unwrap_or(k);
-                format!("{short} {v:.3}")
+                format!("{short} {}", crate::eval::number::show(*v, 3))
             })
             .collect();
         printer.status(&format!(
@@ -588,6 +590,7 @@ pub fn run(
 /// stage in run order, each value with its change from the stage before (so the gain of each
 /// stage reads across a row). Stages whose evaluation did not complete show `-`.
 pub fn stage_table(evals: &[StageEval]) -> String {
+    use crate::eval::number::{show, show_signed};
     let mut suites: Vec<&str> = Vec::new();
     for e in evals {
         if !suites.contains(&e.suite.as_str()) {
@@ -615,9 +618,11 @@ pub fn stage_table(evals: &[StageEval]) -> String {
             for e in &rows {
                 let cell = match e.metrics.get(m) {
                     Some(v) => {
-                        let cell = match prev {
-                            Some(p) => format!("{v:.3} ({:+.3})", v - p),
-                            None => format!("{v:.3}"),
+                        // A change is shown unless it is no number (inf − inf, or a NaN).
+                        let shown = show(*v, 3);
+                        let cell = match prev.map(|p| v - p).filter(|d| !d.is_nan()) {
+                            Some(d) => format!("{shown} ({})", show_signed(d, 3)),
+                            None => shown,
                         };
                         prev = Some(*v);
                         cell
@@ -670,6 +675,21 @@ mod table_tests {
         );
         assert!(
             lines[3].contains("0.250 (+0.250)") && lines[3].ends_with('-'),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn stage_table_shows_infinities_and_no_change_between_them() {
+        let w = "zh/word_perplexity";
+        let t = stage_table(&[
+            ev("pt", &[(w, 812.5)]),
+            ev("sft", &[(w, f64::INFINITY)]),
+            ev("dpo", &[(w, f64::INFINITY)]),
+        ]);
+        let row = t.lines().nth(2).unwrap();
+        assert!(
+            row.contains("812.500") && row.contains("inf (+inf)") && row.ends_with(" inf"),
             "{t}"
         );
     }

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `model.safetensors`, `config.json` | the model (LoRA merged), loadable by `transformers` |
 //! | `tokenizer.json`, `tokenizer_config.json` | tokenizer, special tokens, chat template |
+//! | `generation_config.json` | the end tokens generation stops at ([`crate::generation`]) |
 //! | `adapter_model.safetensors`, `adapter_config.json` | the LoRA adapter alone (LoRA stages) |
 //! | `metrics.jsonl` | per step: loss, lr, grad norm, supervised tokens, stage extras |
 //! | `trajectory.json` | parameter fingerprints by step, held-out losses |
@@ -131,6 +132,8 @@ struct Base {
     tokenizer: Tokenizer,
     /// A Jinja chat template shipped with the model or the parent's output.
     model_template: Option<String>,
+    /// The ids that end the starting model's generations ([`crate::generation`]).
+    end_tokens: Vec<u32>,
 }
 
 fn read_store_file(ctx: &StageContext<'_>, tree: &Tree, name: &str) -> Result<Vec<u8>, StageError> {
@@ -164,25 +167,44 @@ fn load_parent(ctx: &StageContext<'_>, dev: &Device) -> Result<Option<Base>, Sta
     let tok_bytes = read_store_file(ctx, &parent.tree, "tokenizer.json")?;
     let tokenizer = Tokenizer::from_bytes(&tok_bytes, &format!("{what}: tokenizer.json"))
         .map_err(|e| user(e.to_string(), "run `medrun verify`"))?;
-    let model_template = match parent.tree.entries.get("tokenizer_config.json") {
-        Some(_) => {
-            let tc: Value = serde_json::from_slice(&read_store_file(
-                ctx,
-                &parent.tree,
-                "tokenizer_config.json",
-            )?)
-            .map_err(|e| internal(format!("{what}: tokenizer_config.json: {e}")))?;
-            tc.get("chat_template")
-                .and_then(Value::as_str)
-                .map(str::to_string)
+    let parsed = |name: &str| -> Result<Option<Value>, StageError> {
+        match parent.tree.entries.get(name) {
+            Some(_) => serde_json::from_slice(&read_store_file(ctx, &parent.tree, name)?)
+                .map(Some)
+                .map_err(|e| internal(format!("{what}: {name}: {e}"))),
+            None => Ok(None),
         }
-        None => None,
     };
+    // The parent's special tokens, as its tokenizer_config.json names them: the same EOS, BOS
+    // and padding as the parent trained with.
+    let (tokenizer, model_template) = match parsed("tokenizer_config.json")? {
+        Some(tc) => {
+            let tok = tokenizer
+                .configured(&tc, &format!("{what}: tokenizer_config.json"))
+                .map_err(|e| user(e.to_string(), "run `medrun verify`"))?
+                .0;
+            let template = tc
+                .get("chat_template")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            (tok, template)
+        }
+        None => (tokenizer, None),
+    };
+    let gc = parsed("generation_config.json")?;
+    let end_tokens = crate::generation::end_tokens(
+        gc.as_ref().map(|v| (v, "generation_config.json")),
+        Some((&config, "config.json")),
+        &tokenizer,
+    )
+    .map_err(|e| user(format!("{what}: {e}"), e.hint()))?
+    .ids;
     Ok(Some(Base {
         cfg,
         params,
         tokenizer,
         model_template,
+        end_tokens,
     }))
 }
 
@@ -244,7 +266,9 @@ fn load_spec_base(
 ) -> Result<Base, StageError> {
     let spec = ctx.spec;
     let family = spec.model.family;
-    // The model's own files, when it comes from disk.
+    // The model's own files, when it comes from disk; a model directory also names its end
+    // tokens (generation_config.json, config.json).
+    let mut model_dir = None;
     let (mut from_model, tok_json, tc_template, tok_config) = match &spec.model.source {
         ModelSource::Init(_) => (None, None, None, None),
         ModelSource::From(p) => {
@@ -260,6 +284,7 @@ fn load_spec_base(
                 (Some((g.config, g.tensors)), Some(tj), g.chat_template, None)
             } else {
                 let h = hf::load_dir(&path, family, dev).map_err(model_err(&what))?;
+                model_dir = Some(path.clone());
                 let tmpl = h.tokenizer_config.as_ref().and_then(chat_template_of);
                 let tc = h.tokenizer_config.clone();
                 (Some((h.config, h.tensors)), h.tokenizer_json, tmpl, tc)
@@ -287,22 +312,32 @@ fn load_spec_base(
             let tok = Tokenizer::from_bytes(&bytes, "the model's tokenizer").map_err(bad)?;
             // Special tokens: tokenizer_config.json (HF directory) or the model's own config
             // (GGUF metadata) name them; guessing from the vocabulary is the last resort.
-            match (
-                &tok_config,
-                from_model.as_ref().and_then(|m| m.0.eos_token_id),
-            ) {
-                (Some(tc), _) => {
+            match &tok_config {
+                Some(tc) => {
                     tok.configured(tc, "the model's tokenizer_config.json")
                         .map_err(bad)?
                         .0
                 }
-                (None, Some(eos)) => match tok.id_to_token(eos) {
-                    Some(name) => tok.with_specials(Some(&name), None, None).map_err(bad)?,
-                    None => tok,
-                },
-                (None, None) => tok,
+                None => {
+                    // EOS and BOS as the model's config names them (ids the vocabulary lacks
+                    // are ignored), as the GGUF backend of `medrun eval` reads them.
+                    let cfg = from_model.as_ref().map(|m| &m.0);
+                    let name = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i));
+                    let eos = name(cfg.and_then(|c| c.eos_token_id));
+                    let bos = name(cfg.and_then(|c| c.bos_token_id));
+                    tok.with_specials(eos.as_deref(), bos.as_deref(), None)
+                        .map_err(bad)?
+                }
             }
         }
+    };
+    let end_tokens = match (&spec.tokenizer, &model_dir) {
+        (TokenizerSpec::FromModel, Some(dir)) => {
+            crate::generation::end_tokens_of_dir(dir, &tokenizer)
+                .map_err(|e| user(e.to_string(), e.hint()))?
+                .ids
+        }
+        _ => vec![tokenizer.eos_id()],
     };
     let (cfg, params) = match (&spec.model.source, from_model.take()) {
         (ModelSource::Init(init), _) => {
@@ -337,6 +372,7 @@ fn load_spec_base(
         params,
         tokenizer,
         model_template: tc_template,
+        end_tokens,
     })
 }
 
@@ -762,6 +798,17 @@ fn tokenizer_config(spec: &Spec, base: &Base, max_len: u64) -> Value {
     v
 }
 
+/// `generation_config.json` for the output directory: the starting model's end tokens plus the
+/// chat template's end-of-turn token (see [`crate::generation`]), BOS and padding.
+fn generation_config(ctx: &StageContext<'_>, base: &Base) -> Value {
+    let tok = &base.tokenizer;
+    let turn_end = template_for(ctx.spec, base, ctx.root)
+        .ok()
+        .and_then(|t| crate::generation::template_end_of_turn(&t, tok));
+    let ends = crate::generation::with_end_of_turn(&base.end_tokens, turn_end);
+    crate::generation::generation_config(&ends, tok.bos_id(), Some(tok.pad_id()))
+}
+
 impl StageExecutor for TrainExecutor {
     fn check(&self, spec: &Spec, _stage: &Stage) -> Result<(), StageError> {
         device_for(spec).map(|_| ())
@@ -1060,6 +1107,12 @@ impl StageExecutor for TrainExecutor {
             work,
             "tokenizer_config.json",
             &json_bytes(&tokenizer_config(ctx.spec, &base, stage.max_len)),
+            &mut files,
+        )?;
+        write(
+            work,
+            "generation_config.json",
+            &json_bytes(&generation_config(ctx, &base)),
             &mut files,
         )?;
         if let Some(l) = &stage.lora {

@@ -465,3 +465,49 @@ fn real_upstream_formats_run_end_to_end_on_smollm2() {
     }
     eprintln!("SmolLM2 on the upstream formats: {m}");
 }
+
+/// Regression: on text without spaces `word_perplexity` is inf, which was cached as `null` and
+/// then made every read of those results fail ("invalid type: null, expected f64").
+#[test]
+fn an_infinite_word_perplexity_is_cached_and_read_back() {
+    let p = crate::common::project();
+    p.write(
+        "evals/zh.yaml",
+        "version: 1\nname: zh\ndatasets:\n  heldout: {path: data/zh.jsonl, format: jsonl}\ntasks:\n  - {name: ppl, kind: perplexity, dataset: heldout, text: \"{{ text }}\"}\n",
+    );
+    let text = "发烧是身体对感染的一种常见反应。成年人体温超过三十八度时应当多喝水、注意休息，并观察是否出现呼吸困难、胸痛或意识模糊等危险信号。如果高烧持续三天以上，请立即就医。";
+    p.write("data/zh.jsonl", &format!("{}\n", json!({ "text": text })));
+    assert_eq!(p.bin(&["lock"]).status.code(), Some(0));
+    p.commit_all();
+    let o = medrun(&p, &["run", "runs/tiny.yaml"], 2).output().unwrap();
+    // The tiny spec's own gate may fail (exit 3); its stages are trained either way.
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    let eval = || {
+        let o = medrun(
+            &p,
+            &["eval", "latest:dpo", "--suite", "evals/zh.yaml", "--json"],
+            2,
+        )
+        .output()
+        .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        json_out(&o)
+    };
+    let first = eval();
+    let second = eval();
+    assert_eq!(
+        (first["cached"].clone(), second["cached"].clone()),
+        (json!(false), json!(true))
+    );
+    for r in [&first, &second] {
+        assert_eq!(
+            r["results"]["metrics"]["zh/ppl/word_perplexity"], "inf",
+            "{r}"
+        );
+        assert!(
+            r["results"]["metrics"]["zh/ppl/bits_per_byte"].is_f64(),
+            "{r}"
+        );
+    }
+    assert_eq!(first["results"], second["results"]);
+}

@@ -3,6 +3,7 @@
 mod common;
 mod demo;
 mod eval;
+mod generation;
 mod keys;
 mod lock;
 mod run;

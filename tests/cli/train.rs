@@ -329,6 +329,7 @@ fn pt_sft_dpo_learn_and_are_byte_identical_across_runs_threads_and_sigkill() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     for f in [
         "config.json",
+        "generation_config.json",
         "model.safetensors",
         "tokenizer.json",
         "tokenizer_config.json",

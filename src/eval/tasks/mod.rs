@@ -64,6 +64,8 @@ pub enum SampleSet {
 pub struct ChoiceScore {
     /// The continuation as scored, delimiter included.
     pub continuation: String,
+    /// −∞ for an impossible continuation, written `"-inf"` ([`crate::eval::number`]).
+    #[serde(with = "crate::eval::number::float")]
     pub logprob: f64,
     /// Every token of the continuation was the argmax.
     pub greedy: bool,
@@ -75,6 +77,7 @@ pub struct ChoiceScore {
 /// Rolling log-likelihood of one text, with the units its perplexities divide by.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RollingCounts {
+    #[serde(with = "crate::eval::number::float")]
     pub logprob: f64,
     pub tokens: usize,
     pub words: usize,
@@ -126,7 +129,11 @@ pub struct Sample {
     /// This sample's value of each mean-aggregated metric (0/1 for accuracies and rates); the
     /// task metric is the mean over the samples that have it. Perplexity samples have none
     /// (see `rolling`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "crate::eval::number::map"
+    )]
     pub scores: BTreeMap<String, f64>,
 }
 

@@ -1,0 +1,32 @@
+# about: a run whose suite gives word_perplexity inf runs again from the cache and shows inf in the evaluation table instead of failing on the cached results
+# fixture: trained
+# run: medrun run runs/hostile.yaml
+# exit: 0
+# stdout: zh/ppl/word_perplexity
+# stdout:  inf
+# writes: .medrun/state-v1.json .medrun/runs-v1/*
+cat > evals/zh.yaml <<'YAML'
+version: 1
+name: zh
+datasets:
+  heldout: {path: data/zh.jsonl, format: jsonl}
+tasks:
+  - name: ppl
+    kind: perplexity
+    dataset: heldout
+    text: "{{ text }}"
+YAML
+python3 - <<'PY'
+import json
+texts = [
+    "发烧是身体对感染的一种常见反应。成年人体温超过三十八度时应当多喝水、注意休息，并观察是否出现呼吸困难、胸痛或意识模糊等危险信号。如果高烧持续三天以上，或者伴有剧烈头痛和颈部僵硬，请立即就医，不要自行服用大量退烧药。",
+    "高血压通常没有明显症状，所以被称为无声的杀手。长期血压升高会损害心脏、肾脏和大脑的血管。控制高血压的方法包括减少食盐摄入、规律运动、戒烟限酒，以及按照医生的处方按时服药，并定期在家测量血压做好记录。",
+]
+with open("data/zh.jsonl", "w", encoding="utf-8") as f:
+    for t in texts:
+        f.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")
+PY
+sed -i 's|^evals: \[evals/suite.yaml\]$|evals: [evals/suite.yaml, evals/zh.yaml]|' runs/hostile.yaml
+medrun lock >/dev/null 2>&1
+commit "evaluate on Chinese held-out text"
+medrun run runs/hostile.yaml >/dev/null 2>&1
