@@ -132,9 +132,17 @@ pub fn dispatch(cli: &Cli, executors: &Executors, p: &Printer) -> Result<u8> {
                 })
             }
         }
-        Command::Reproduce { reference, stage } => {
+        Command::Reproduce {
+            reference,
+            stage,
+            rebuild,
+        } => {
             let project = cwd_project(store)?;
-            let r = ops::reproduce::reproduce(&project, reference, stage.as_deref(), executors, p)?;
+            let opts = ops::reproduce::ReproduceOptions {
+                only: stage.as_deref(),
+                rebuild: *rebuild,
+            };
+            let r = ops::reproduce::reproduce(&project, reference, opts, executors, p)?;
             if p.json {
                 p.json_value(&serde_json::to_value(&r).unwrap_or_default());
             }
