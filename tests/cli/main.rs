@@ -9,4 +9,5 @@ mod reproduce;
 mod run;
 mod snapshots;
 mod store;
+mod tempfiles;
 mod train;
