@@ -209,6 +209,11 @@ fn a_rebuilt_binary_that_lies_is_an_error_never_a_pass() {
         // not a report at all
         serde_json::json!("0 stage(s) byte-identical"),
     ];
+    let bin = p.path(&format!(
+        ".git/medrun/reproduce-{}/target/release/medrun",
+        &commit[..12]
+    ));
+    let mut built_at = None;
     for (i, lie) in lies.iter().enumerate() {
         std::fs::write(outside.path().join("report.json"), lie.to_string()).unwrap();
         let o = reproduce(&p, &["latest", "--rebuild", "--json"]);
@@ -222,6 +227,9 @@ fn a_rebuilt_binary_that_lies_is_an_error_never_a_pass() {
         );
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["exit_code"], 1, "{}", stdout(&o));
+        // The clean worktree and its build are reused, not checked out and built again.
+        let mtime = std::fs::metadata(&bin).unwrap().modified().unwrap();
+        assert_eq!(*built_at.get_or_insert(mtime), mtime, "rebuilt on try {i}");
     }
     assert!(
         outside.path().join("built").exists(),

@@ -243,9 +243,15 @@ fn worktree_is_clean_at(dir: &Path, oid: git2::Oid) -> bool {
     }
     let mut opts = git2::StatusOptions::new();
     opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
+        .recurse_untracked_dirs(false)
         .include_ignored(false);
-    wt.statuses(Some(&mut opts)).is_ok_and(|s| s.is_empty())
+    // `target/` is the build medrun itself made there (CARGO_TARGET_DIR), ignored or not.
+    wt.statuses(Some(&mut opts)).is_ok_and(|s| {
+        s.iter().all(|e| {
+            e.path()
+                .is_ok_and(|p| p == "target/" || p.starts_with("target/"))
+        })
+    })
 }
 
 /// Check the commit out into the plan's worktree (reusing a clean one at the same commit).
