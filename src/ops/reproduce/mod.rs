@@ -281,6 +281,70 @@ fn reproduce_rebuilt(
     })
 }
 
+/// The resolved spec stored with the run; warns when this machine is of another device class.
+fn recorded_spec(store: &Store, run: &RunRecord, printer: &Printer) -> Result<Spec> {
+    let spec: Spec =
+        serde_json::from_slice(&store.get(&run.started.resolved_object)?).map_err(|e| {
+            Error::Io(format!(
+                "the recorded spec of run {} is unreadable: {e}",
+                run.id()
+            ))
+        })?;
+    let device = DeviceClass::detect(spec.device)?;
+    if device != run.started.device {
+        printer.warn(&format!(
+            "run {} was recorded on {}; this machine is {}: outputs are only promised to be identical within one device class",
+            &run.id()[..12],
+            run.started.device.short(),
+            device.short()
+        ));
+    }
+    Ok(spec)
+}
+
+/// The recorded output of stage `i`'s parent (the stage before it), which must be in the store.
+fn parent_output(store: &Store, run: &RunRecord, i: usize) -> Result<Option<ParentOutput>> {
+    let Some((pp, ps)) = i.checked_sub(1).map(|j| &run.stages[j]) else {
+        return Ok(None);
+    };
+    let out = ps.output().ok_or_else(|| {
+        problem(
+            format!("parent stage `{}` has no recorded output", pp.name),
+            "reproduce a run whose stages completed",
+        )
+    })?;
+    let tree = Tree::load(store, out).map_err(|e| {
+        problem(
+            format!(
+                "the recorded output of stage `{}` ({}) is not in the store: {e}",
+                pp.name,
+                &out[..12.min(out.len())]
+            ),
+            "it was garbage-collected or the store is another one; run the spec again to recreate it, or pass the right --store",
+        )
+    })?;
+    Ok(Some(ParentOutput {
+        stage: pp.name.clone(),
+        key: pp.key.clone(),
+        output: out.to_string(),
+        tree,
+    }))
+}
+
+/// Store a stage's files as objects; their tree (not yet stored).
+fn store_files(store: &Store, files: &BTreeMap<String, std::path::PathBuf>) -> Result<Tree> {
+    let mut tree = Tree::default();
+    for (name, path) in files {
+        let id = store.put_file(path)?;
+        let bytes = std::fs::metadata(store.object_path(&id))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        tree.entries
+            .insert(name.clone(), TreeEntry { object: id, bytes });
+    }
+    Ok(tree)
+}
+
 pub fn reproduce(
     project: &Project,
     reference: &str,
@@ -320,22 +384,7 @@ pub fn reproduce(
     if EngineFingerprint::current() != run.started.engine {
         return reproduce_rebuilt(project, &store, &run, opts, printer);
     }
-    let spec: Spec =
-        serde_json::from_slice(&store.get(&run.started.resolved_object)?).map_err(|e| {
-            Error::Io(format!(
-                "the recorded spec of run {} is unreadable: {e}",
-                run.id()
-            ))
-        })?;
-    let device = DeviceClass::detect(spec.device)?;
-    if device != run.started.device {
-        printer.warn(&format!(
-            "run {} was recorded on {}; this machine is {}: outputs are only promised to be identical within one device class",
-            &run.id()[..12],
-            run.started.device.short(),
-            device.short()
-        ));
-    }
+    let spec = recorded_spec(&store, &run, printer)?;
     let _lock = store.lock_shared()?;
     let mut stages = Vec::new();
     for (i, (planned, state)) in run.stages.iter().enumerate() {
@@ -358,29 +407,7 @@ pub fn reproduce(
                 planned.name
             ))
         })?;
-        let parent = match i.checked_sub(1).map(|j| &run.stages[j]) {
-            None => None,
-            Some((pp, ps)) => {
-                let out = ps.output().ok_or_else(|| {
-                    problem(
-                        format!("parent stage `{}` has no recorded output", pp.name),
-                        "reproduce a run whose stages completed",
-                    )
-                })?;
-                let tree = Tree::load(&store, out).map_err(|e| {
-                    problem(
-                        format!("the recorded output of stage `{}` ({}) is not in the store: {e}", pp.name, &out[..12]),
-                        "it was garbage-collected or the store is another one; run the spec again to recreate it, or pass the right --store",
-                    )
-                })?;
-                Some(ParentOutput {
-                    stage: pp.name.clone(),
-                    key: pp.key.clone(),
-                    output: out.to_string(),
-                    tree,
-                })
-            }
-        };
+        let parent = parent_output(&store, &run, i)?;
         let exec = executors.get(stage.kind).ok_or_else(|| Error::NoExecutor {
             kind: stage.kind.to_string(),
             stage: stage.name.clone(),
@@ -419,16 +446,9 @@ pub fn reproduce(
                 return Err(e);
             }
         };
-        let mut tree = Tree::default();
-        for (name, path) in &output.files {
-            let id = store.put_file(path)?;
-            let bytes = std::fs::metadata(store.object_path(&id))
-                .map(|m| m.len())
-                .unwrap_or(0);
-            tree.entries
-                .insert(name.clone(), TreeEntry { object: id, bytes });
-        }
+        let tree = store_files(&store, &output.files);
         let _ = std::fs::remove_dir_all(&work);
+        let tree = tree?;
         store.clear_resume_point(&repro_key)?;
         let out = tree.put(&store)?;
         let repro = compare(&store, &planned.name, &recorded, out, &tree);
