@@ -22,6 +22,7 @@ pub mod rng;
 pub mod spec;
 pub mod stage;
 pub mod store;
+pub mod tempfiles;
 pub mod template;
 pub mod time;
 pub mod tokenizer;

@@ -63,6 +63,12 @@ impl Printer {
         eprintln!("{text}");
     }
 
+    /// Something the user must see before medrun acts on it (stderr), shown even with `--json`
+    /// and `-q`: for example the commit `reproduce --rebuild` is about to build and run.
+    pub fn notice(&self, text: &str) {
+        eprintln!("{text}");
+    }
+
     pub fn warn(&self, text: &str) {
         if self.verbosity == Verbosity::Quiet {
             return;

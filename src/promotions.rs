@@ -612,10 +612,12 @@ pub fn append(root: &Path, entry: &Entry) -> Result<(), PromotionError> {
         }
     }
     let path = root.join(PROMOTIONS_FILE);
-    crate::store::atomic_write(&path, new_text.as_bytes()).map_err(|source| PromotionError::Io {
-        what: "write",
-        path,
-        source,
+    crate::tempfiles::write_project_file(root, &path, new_text.as_bytes()).map_err(|source| {
+        PromotionError::Io {
+            what: "write",
+            path,
+            source,
+        }
     })
 }
 

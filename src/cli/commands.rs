@@ -85,6 +85,7 @@ pub fn dispatch(cli: &Cli, executors: &Executors, p: &Printer) -> Result<u8> {
             no_cache,
         } => {
             let project = cwd_project(store)?;
+            clean_stale_temp_files(&project.root, p);
             let opts = ops::eval::EvalOptions {
                 no_cache: *no_cache,
                 ..Default::default()
@@ -132,9 +133,17 @@ pub fn dispatch(cli: &Cli, executors: &Executors, p: &Printer) -> Result<u8> {
                 })
             }
         }
-        Command::Reproduce { reference, stage } => {
+        Command::Reproduce {
+            reference,
+            stage,
+            rebuild,
+        } => {
             let project = cwd_project(store)?;
-            let r = ops::reproduce::reproduce(&project, reference, stage.as_deref(), executors, p)?;
+            let opts = ops::reproduce::ReproduceOptions {
+                only: stage.as_deref(),
+                rebuild: *rebuild,
+            };
+            let r = ops::reproduce::reproduce(&project, reference, opts, executors, p)?;
             if p.json {
                 p.json_value(&serde_json::to_value(&r).unwrap_or_default());
             }
@@ -262,8 +271,30 @@ fn cwd_project(store: Option<&Path>) -> Result<Project> {
     Project::discover(Path::new("."), store)
 }
 
+/// Remove the temp files that killed medrun processes left in the project (they would make the
+/// work tree dirty or pile up), at the start of the commands that write project files.
+fn clean_stale_temp_files(root: &Path, p: &Printer) {
+    let cleaned = crate::tempfiles::clean_stale(root);
+    for path in &cleaned.removed {
+        p.status(&format!(
+            "removed {}, left by a medrun process that no longer runs",
+            path.strip_prefix(root).unwrap_or(path).display()
+        ));
+    }
+    for (path, e) in &cleaned.failed {
+        p.warn(&format!(
+            "cannot remove the stale temp file {}: {e}; remove it by hand",
+            path.display()
+        ));
+    }
+}
+
 fn lock(store: Option<&Path>, check: bool, verify: bool, p: &Printer) -> Result<u8> {
     let project = cwd_project(store)?;
+    // `--check` writes nothing, not even a cleanup.
+    if !check {
+        clean_stale_temp_files(&project.root, p);
+    }
     let report = ops::lock::lock(&project, check, verify)?;
     for a in &report.absent {
         p.warn(&format!(
@@ -322,6 +353,9 @@ fn run(
     executors: &Executors,
     p: &Printer,
 ) -> Result<u8> {
+    if let Ok(project) = Project::for_spec(spec, store) {
+        clean_stale_temp_files(&project.root, p);
+    }
     let report = ops::run::run(spec, store, opts, executors, p)?;
     if p.json {
         p.json_value(&serde_json::to_value(&report).unwrap_or_default());

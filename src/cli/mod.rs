@@ -123,6 +123,10 @@ pub enum Command {
         /// Reproduce only this stage (from its recorded parent output).
         #[arg(long)]
         stage: Option<String>,
+        /// When the run was recorded by another medrun build: allow building the recorded commit
+        /// (which must be on a branch or tag of the project) and running the result.
+        #[arg(long)]
+        rebuild: bool,
     },
     /// Generate text from a checkpoint (greedy unless --temperature is given).
     Generate {

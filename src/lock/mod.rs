@@ -481,7 +481,7 @@ impl Lockfile {
         if std::fs::read(&path).ok().as_deref() == Some(text.as_bytes()) {
             return Ok(false);
         }
-        crate::store::atomic_write(&path, text.as_bytes()).map_err(io(&path))?;
+        crate::tempfiles::write_project_file(root, &path, text.as_bytes()).map_err(io(&path))?;
         Ok(true)
     }
 }

@@ -99,8 +99,10 @@ pub struct ExportReport {
 }
 
 /// Write the checkpoint's model files into `dir`, which must not exist or be empty. The files are
-/// written into a sibling temporary directory first and renamed into place, so `dir` is either
-/// complete or absent.
+/// written into a sibling staging directory `.medrun-export-<pid>-<nanos>/` first and renamed into
+/// place, so `dir` is either complete or as it was. A failing export leaves nothing behind (the
+/// staging directory and any parent directories it created are removed); staging directories of
+/// killed exports beside `dir` are removed at the next export there.
 pub fn export(project: &super::Project, reference: &str, dir: &Path) -> Result<ExportReport> {
     let store = Store::open_existing(&project.store_dir)?;
     let ck = checkpoint_of(&store, &project.root, reference)?;
@@ -123,45 +125,68 @@ pub fn export(project: &super::Project, reference: &str, dir: &Path) -> Result<E
                 "choose a new directory, or remove this one first",
             ));
         }
-        std::fs::remove_dir(dir)
-            .map_err(|e| Error::Io(format!("cannot replace {}: {e}", dir.display())))?;
     }
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
+    let created = create_parents(parent)
         .map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
-    let tmp_path = parent.join(format!(
-        ".medrun-export-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
-    std::fs::create_dir(&tmp_path)
-        .map_err(|e| Error::Io(format!("cannot write in {}: {e}", parent.display())))?;
-    let result = fill(&store, &ck, &tmp_path);
+    let cleaned = crate::tempfiles::clean_stale_exports(parent);
+    for (path, e) in &cleaned.failed {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale export directory");
+    }
+    let tmp_path = parent.join(crate::tempfiles::export_dir_name());
+    let result = std::fs::create_dir(&tmp_path)
+        .map_err(|e| Error::Io(format!("cannot write in {}: {e}", parent.display())))
+        .and_then(|_| fill(&store, &ck, &tmp_path))
+        .and_then(|files| {
+            // Renaming a directory over an empty one replaces it; `dir` is untouched on failure.
+            std::fs::rename(&tmp_path, dir).map_err(|e| {
+                Error::Io(format!(
+                    "cannot move the export into {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            Ok(files)
+        });
     let files = match result {
         Ok(f) => f,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp_path);
+            for d in created.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
             return Err(e);
         }
     };
-    std::fs::rename(&tmp_path, dir).map_err(|e| {
-        let _ = std::fs::remove_dir_all(&tmp_path);
-        Error::Io(format!(
-            "cannot move the export into {}: {e}",
-            dir.display()
-        ))
-    })?;
     Ok(ExportReport {
         checkpoint: ck,
         dir: dir.to_path_buf(),
         files,
     })
+}
+
+/// Create `dir` and its missing ancestors; returns the directories created, outermost first.
+fn create_parents(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d.to_path_buf());
+        cur = d.parent();
+    }
+    missing.reverse();
+    for (i, d) in missing.iter().enumerate() {
+        if let Err(e) = std::fs::create_dir(d)
+            && !(e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir())
+        {
+            for made in missing[..i].iter().rev() {
+                let _ = std::fs::remove_dir(made);
+            }
+            return Err(e);
+        }
+    }
+    Ok(missing)
 }
 
 fn fill(store: &Store, ck: &Checkpoint, tmp: &Path) -> Result<Vec<String>> {

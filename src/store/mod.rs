@@ -21,16 +21,18 @@
 //! Key outputs are created with `link(2)`, which fails if the name exists, so two processes can
 //! never silently overwrite each other's result: a second, different output is nondeterminism.
 
+mod atomic;
 pub mod gc;
 pub mod tree;
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use atomic::{atomic_write, atomic_write_in};
+pub(crate) use atomic::{nanos, sync_dir};
 pub use tree::Tree;
 
 pub const STORE_VERSION: &str = "medrun-store 1";
@@ -98,42 +100,6 @@ pub(crate) fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + 
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename, fsync dir.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), nanos()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        sync_dir(dir);
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
-pub(crate) fn nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
 }
 
 /// Whether `s` looks like a full object id.

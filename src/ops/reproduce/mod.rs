@@ -1,20 +1,22 @@
-//! `medrun reproduce REF [--stage S]`: re-execute a recorded run's stages from their recorded
-//! inputs with the cache off, and compare each stage's output address with the record.
+//! `medrun reproduce REF [--stage S] [--rebuild]`: re-execute a recorded run's stages from their
+//! recorded inputs with the cache off, and compare each stage's output address with the record.
 //!
 //! - Every recorded input (datasets, base model, tokenizer, templates) must still hash to what
 //!   the run recorded; otherwise the reproduction is refused before any work, naming the input.
 //! - Each stage starts from its recorded parent output (which must still be in the store), so a
 //!   divergence is attributed to the first stage that produces other bytes from the same inputs.
 //! - If this binary's engine fingerprint differs from the recorded one, the recorded commit is
-//!   checked out into a temporary git worktree, built with `cargo build --release --locked`, and
-//!   that binary performs the reproduction.
+//!   built and that binary performs the reproduction, but only with `--rebuild` and only for a
+//!   commit in the project's own history (`rebuild`); its report is verified against the store
+//!   and judged here (`verify`).
 //!
 //! Identical: exit 0. Different: exit 4, naming the first stage that diverged and, from the
 //! trajectory fingerprints, the first step at which the parameters differed.
 
+mod rebuild;
+mod verify;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -55,7 +57,7 @@ pub struct ReproReport {
     pub rebuilt_from: Option<String>,
 }
 
-fn problem(message: String, hint: impl Into<String>) -> Error {
+pub(crate) fn problem(message: String, hint: impl Into<String>) -> Error {
     Error::Problems {
         message,
         hint: hint.into(),
@@ -146,119 +148,211 @@ fn first_divergence(a: &[(u64, String)], b: &[(u64, String)]) -> Option<u64> {
         .map(|(s, _)| *s)
 }
 
-/// The binary built from the recorded commit, when the engine differs.
-fn rebuild(
+/// Options of `medrun reproduce`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReproduceOptions<'a> {
+    /// Reproduce only this stage (from its recorded parent output).
+    pub only: Option<&'a str>,
+    /// Allow building and running the recorded commit when the run's engine differs.
+    pub rebuild: bool,
+}
+
+/// Compare a produced output tree with the recorded one: the verdict, the differing files and
+/// the first divergent trajectory step, all read from the store.
+pub(crate) fn compare(
+    store: &Store,
+    stage: &str,
+    recorded: &str,
+    produced: String,
+    tree: &Tree,
+) -> StageRepro {
+    let identical = produced == recorded;
+    let mut differing = Vec::new();
+    let mut step = None;
+    if !identical {
+        let rec_tree = Tree::load(store, recorded).unwrap_or_default();
+        for (name, e) in &tree.entries {
+            if rec_tree.entries.get(name).map(|r| &r.object) != Some(&e.object) {
+                differing.push(name.clone());
+            }
+        }
+        for name in rec_tree.entries.keys() {
+            if !tree.entries.contains_key(name) {
+                differing.push(name.clone());
+            }
+        }
+        differing.sort();
+        step = first_divergence(&trajectory(store, tree), &trajectory(store, &rec_tree));
+    }
+    StageRepro {
+        stage: stage.to_string(),
+        recorded: recorded.to_string(),
+        produced,
+        identical,
+        differing_files: differing,
+        first_divergent_step: step,
+    }
+}
+
+fn print_verdict(printer: &Printer, s: &StageRepro) {
+    printer.status(&format!(
+        "  {:<8} {}",
+        s.stage,
+        if s.identical {
+            format!("identical ({})", &s.produced[..12])
+        } else {
+            format!(
+                "DIFFERS: recorded {}, produced {}{}",
+                &s.recorded[..12.min(s.recorded.len())],
+                &s.produced[..12],
+                s.first_divergent_step
+                    .map(|n| format!("; parameters first differ at step {n}"))
+                    .unwrap_or_default()
+            )
+        }
+    ));
+}
+
+/// The run's engine differs from this binary: build the recorded commit (if it is trusted and
+/// `--rebuild` was given), let it reproduce, and verify what it reports.
+fn reproduce_rebuilt(
     project: &Project,
     store: &Store,
     run: &RunRecord,
+    opts: ReproduceOptions<'_>,
     printer: &Printer,
-) -> Result<PathBuf> {
-    let commit = run.started.git.commit.clone().ok_or_else(|| {
-        problem(
+) -> Result<ReproReport> {
+    if std::env::var_os("MEDRUN_REPRODUCE_REBUILT").is_some() {
+        return Err(problem(
             format!(
-                "run {} was recorded by another medrun build ({}) and records no git commit to rebuild it from",
-                run.id(),
-                run.started.engine.short()
-            ),
-            "reproduce it with the medrun binary that recorded it",
-        )
-    })?;
-    if run.started.git.dirty {
-        printer.warn(&format!(
-            "run {} was recorded from a dirty tree (diff {}); the rebuild uses commit {} without those changes",
-            &run.id()[..12],
-            run.started.git.diff_hash.as_deref().unwrap_or("?"),
-            &commit[..12.min(commit.len())]
-        ));
-    }
-    let repo = git2::Repository::discover(&project.root).map_err(|e| {
-        problem(
-            format!("cannot open the git repository: {e}"),
-            "run reproduce inside the project's git checkout",
-        )
-    })?;
-    let oid = git2::Oid::from_str(&commit).map_err(|e| {
-        problem(
-            format!("bad commit id {commit}: {e}"),
-            "the run record is damaged",
-        )
-    })?;
-    let c = repo.find_commit(oid).map_err(|_| {
-        problem(
-            format!(
-                "commit {commit} that recorded run {} is not in this repository",
+                "the rebuilt medrun still has another engine fingerprint than run {} records",
                 run.id()
             ),
-            format!("fetch it (`git fetch origin {commit}`) and run reproduce again"),
+            "the recorded commit does not reproduce its own build (toolchain or target differ)",
+        ));
+    }
+    // Refuses an untrusted commit before anything is created.
+    let plan = rebuild::plan(&project.root, run)?;
+    if !opts.rebuild {
+        return Err(problem(
+            format!(
+                "run {} was recorded by another engine ({}; this is {}); reproducing it means building and running the code of commit {}:\n{}",
+                &run.id()[..12.min(run.id().len())],
+                run.started.engine.short(),
+                EngineFingerprint::current().short(),
+                plan.commit,
+                plan.describe()
+            ),
+            format!(
+                "review the commit (`git show {}`), then allow the build with `medrun reproduce {} --rebuild`; or reproduce with the medrun binary that recorded the run",
+                plan.short(),
+                &run.id()[..12.min(run.id().len())]
+            ),
+        ));
+    }
+    // Every stage the child must report on has a recorded output (checked before building).
+    verify::expected_stages(run, opts.only)?;
+    let bin = rebuild::build(&project.root, run, &plan, printer)?;
+    // No gc between the child's writes and their verification.
+    let _lock = store.lock_shared()?;
+    let child = rebuild::run_child(&bin, &project.root, store.root(), run.id(), opts.only)?;
+    if !matches!(child.code, Some(0) | Some(4)) {
+        return Err(problem(
+            format!(
+                "the rebuilt medrun (commit {}) failed with {}",
+                plan.short(),
+                child
+                    .code
+                    .map(|c| format!("exit {c}"))
+                    .unwrap_or_else(|| "a signal".into())
+            ),
+            "see its output above",
+        ));
+    }
+    let stages = verify::verify_child_report(store, run, opts.only, &child.stdout)?;
+    for s in &stages {
+        print_verdict(printer, s);
+    }
+    Ok(ReproReport {
+        run: run.id().to_string(),
+        identical: stages.iter().all(|s| s.identical),
+        stages,
+        rebuilt_from: Some(plan.commit),
+    })
+}
+
+/// The resolved spec stored with the run; warns when this machine is of another device class.
+fn recorded_spec(store: &Store, run: &RunRecord, printer: &Printer) -> Result<Spec> {
+    let spec: Spec =
+        serde_json::from_slice(&store.get(&run.started.resolved_object)?).map_err(|e| {
+            Error::Io(format!(
+                "the recorded spec of run {} is unreadable: {e}",
+                run.id()
+            ))
+        })?;
+    let device = DeviceClass::detect(spec.device)?;
+    if device != run.started.device {
+        printer.warn(&format!(
+            "run {} was recorded on {}; this machine is {}: outputs are only promised to be identical within one device class",
+            &run.id()[..12],
+            run.started.device.short(),
+            device.short()
+        ));
+    }
+    Ok(spec)
+}
+
+/// The recorded output of stage `i`'s parent (the stage before it), which must be in the store.
+fn parent_output(store: &Store, run: &RunRecord, i: usize) -> Result<Option<ParentOutput>> {
+    let Some((pp, ps)) = i.checked_sub(1).map(|j| &run.stages[j]) else {
+        return Ok(None);
+    };
+    let out = ps.output().ok_or_else(|| {
+        problem(
+            format!("parent stage `{}` has no recorded output", pp.name),
+            "reproduce a run whose stages completed",
         )
     })?;
-    let short = &commit[..12.min(commit.len())];
-    let dir = store.tmp_dir().join(format!("reproduce-{short}"));
-    let bin = dir.join("target/release/medrun");
-    if !bin.is_file() {
-        if !dir.join("Cargo.toml").is_file() {
-            let _ = std::fs::remove_dir_all(&dir);
-            let branch = format!("medrun-reproduce-{short}");
-            let r = match repo.find_branch(&branch, git2::BranchType::Local) {
-                Ok(b) => b,
-                Err(_) => repo.branch(&branch, &c, true).map_err(|e| {
-                    problem(
-                        format!("cannot create branch {branch}: {e}"),
-                        "check the repository",
-                    )
-                })?,
-            };
-            let reference = r.into_reference();
-            let mut opts = git2::WorktreeAddOptions::new();
-            opts.reference(Some(&reference));
-            if let Ok(w) = repo.find_worktree(&branch) {
-                let _ = w.prune(Some(
-                    git2::WorktreePruneOptions::new()
-                        .valid(true)
-                        .working_tree(true),
-                ));
-            }
-            repo.worktree(&branch, &dir, Some(&opts)).map_err(|e| {
-                problem(
-                    format!("cannot check out {short} into {}: {e}", dir.display()),
-                    "remove the directory and try again",
-                )
-            })?;
-        }
-        printer.status(&format!(
-            "building medrun at {short} (the run's engine differs from this binary) in {}",
-            dir.display()
-        ));
-        let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--locked"])
-            .current_dir(&dir)
-            .status()
-            .map_err(|e| {
-                problem(
-                    format!("cannot run cargo: {e}"),
-                    "install Rust (rustup) to rebuild the recorded engine",
-                )
-            })?;
-        if !st.success() || !bin.is_file() {
-            return Err(problem(
-                format!("building commit {short} failed"),
-                format!(
-                    "see the cargo output above; the worktree is at {}",
-                    dir.display()
-                ),
-            ));
-        }
+    let tree = Tree::load(store, out).map_err(|e| {
+        problem(
+            format!(
+                "the recorded output of stage `{}` ({}) is not in the store: {e}",
+                pp.name,
+                &out[..12.min(out.len())]
+            ),
+            "it was garbage-collected or the store is another one; run the spec again to recreate it, or pass the right --store",
+        )
+    })?;
+    Ok(Some(ParentOutput {
+        stage: pp.name.clone(),
+        key: pp.key.clone(),
+        output: out.to_string(),
+        tree,
+    }))
+}
+
+/// Store a stage's files as objects; their tree (not yet stored).
+fn store_files(store: &Store, files: &BTreeMap<String, std::path::PathBuf>) -> Result<Tree> {
+    let mut tree = Tree::default();
+    for (name, path) in files {
+        let id = store.put_file(path)?;
+        let bytes = std::fs::metadata(store.object_path(&id))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        tree.entries
+            .insert(name.clone(), TreeEntry { object: id, bytes });
     }
-    Ok(bin)
+    Ok(tree)
 }
 
 pub fn reproduce(
     project: &Project,
     reference: &str,
-    only: Option<&str>,
+    opts: ReproduceOptions<'_>,
     executors: &Executors,
     printer: &Printer,
 ) -> Result<ReproReport> {
+    let only = opts.only;
     let store = Store::open_existing(&project.store_dir)?;
     let run = match lineage::resolve_with_channels(&store, &project.root, reference)? {
         Target::Run(r) | Target::Stage(r, _) => *r,
@@ -287,61 +381,10 @@ pub fn reproduce(
     let pins = check_inputs(project, &run)?;
 
     // Another engine recorded the run: rebuild it and let that binary reproduce.
-    let engine = EngineFingerprint::current();
-    if engine != run.started.engine {
-        if std::env::var_os("MEDRUN_REPRODUCE_REBUILT").is_some() {
-            return Err(problem(
-                format!(
-                    "the rebuilt medrun still has another engine fingerprint than run {} records",
-                    run.id()
-                ),
-                "the recorded commit does not reproduce its own build (toolchain or target differ)",
-            ));
-        }
-        let bin = rebuild(project, &store, &run, printer)?;
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--store")
-            .arg(store.root())
-            .arg("--json")
-            .arg("reproduce")
-            .arg(run.id())
-            .current_dir(&project.root)
-            .env("MEDRUN_REPRODUCE_REBUILT", "1");
-        if let Some(s) = only {
-            cmd.arg("--stage").arg(s);
-        }
-        let out = cmd
-            .output()
-            .map_err(|e| problem(format!("cannot run {}: {e}", bin.display()), "rebuild it"))?;
-        let mut rep: ReproReport = serde_json::from_slice(&out.stdout).map_err(|e| {
-            problem(
-                format!(
-                    "the rebuilt medrun failed ({}): {e}\n{}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-                "see its output above",
-            )
-        })?;
-        rep.rebuilt_from = run.started.git.commit.clone();
-        return Ok(rep);
+    if EngineFingerprint::current() != run.started.engine {
+        return reproduce_rebuilt(project, &store, &run, opts, printer);
     }
-    let spec: Spec =
-        serde_json::from_slice(&store.get(&run.started.resolved_object)?).map_err(|e| {
-            Error::Io(format!(
-                "the recorded spec of run {} is unreadable: {e}",
-                run.id()
-            ))
-        })?;
-    let device = DeviceClass::detect(spec.device)?;
-    if device != run.started.device {
-        printer.warn(&format!(
-            "run {} was recorded on {}; this machine is {}: outputs are only promised to be identical within one device class",
-            &run.id()[..12],
-            run.started.device.short(),
-            device.short()
-        ));
-    }
+    let spec = recorded_spec(&store, &run, printer)?;
     let _lock = store.lock_shared()?;
     let mut stages = Vec::new();
     for (i, (planned, state)) in run.stages.iter().enumerate() {
@@ -364,29 +407,7 @@ pub fn reproduce(
                 planned.name
             ))
         })?;
-        let parent = match i.checked_sub(1).map(|j| &run.stages[j]) {
-            None => None,
-            Some((pp, ps)) => {
-                let out = ps.output().ok_or_else(|| {
-                    problem(
-                        format!("parent stage `{}` has no recorded output", pp.name),
-                        "reproduce a run whose stages completed",
-                    )
-                })?;
-                let tree = Tree::load(&store, out).map_err(|e| {
-                    problem(
-                        format!("the recorded output of stage `{}` ({}) is not in the store: {e}", pp.name, &out[..12]),
-                        "it was garbage-collected or the store is another one; run the spec again to recreate it, or pass the right --store",
-                    )
-                })?;
-                Some(ParentOutput {
-                    stage: pp.name.clone(),
-                    key: pp.key.clone(),
-                    output: out.to_string(),
-                    tree,
-                })
-            }
-        };
+        let parent = parent_output(&store, &run, i)?;
         let exec = executors.get(stage.kind).ok_or_else(|| Error::NoExecutor {
             kind: stage.kind.to_string(),
             stage: stage.name.clone(),
@@ -425,53 +446,14 @@ pub fn reproduce(
                 return Err(e);
             }
         };
-        let mut tree = Tree::default();
-        for (name, path) in &output.files {
-            let id = store.put_file(path)?;
-            let bytes = std::fs::metadata(store.object_path(&id))
-                .map(|m| m.len())
-                .unwrap_or(0);
-            tree.entries
-                .insert(name.clone(), TreeEntry { object: id, bytes });
-        }
+        let tree = store_files(&store, &output.files);
         let _ = std::fs::remove_dir_all(&work);
+        let tree = tree?;
         store.clear_resume_point(&repro_key)?;
         let out = tree.put(&store)?;
-        let identical = out == recorded;
-        let mut differing = Vec::new();
-        let mut step = None;
-        if !identical {
-            let rec_tree = Tree::load(&store, &recorded).unwrap_or_default();
-            for (name, e) in &tree.entries {
-                if rec_tree.entries.get(name).map(|r| &r.object) != Some(&e.object) {
-                    differing.push(name.clone());
-                }
-            }
-            step = first_divergence(&trajectory(&store, &tree), &trajectory(&store, &rec_tree));
-        }
-        printer.status(&format!(
-            "  {:<8} {}",
-            planned.name,
-            if identical {
-                format!("identical ({})", &out[..12])
-            } else {
-                format!(
-                    "DIFFERS: recorded {}, produced {}{}",
-                    &recorded[..12],
-                    &out[..12],
-                    step.map(|s| format!("; parameters first differ at step {s}"))
-                        .unwrap_or_default()
-                )
-            }
-        ));
-        stages.push(StageRepro {
-            stage: planned.name.clone(),
-            recorded,
-            produced: out,
-            identical,
-            differing_files: differing,
-            first_divergent_step: step,
-        });
+        let repro = compare(&store, &planned.name, &recorded, out, &tree);
+        print_verdict(printer, &repro);
+        stages.push(repro);
     }
     Ok(ReproReport {
         run: run.id().to_string(),
