@@ -61,6 +61,17 @@ pub struct StageError {
     pub user: bool,
 }
 
+impl From<crate::fsx::FsError> for StageError {
+    /// An input file the stage may not or cannot read: the user's to fix (exit 1).
+    fn from(e: crate::fsx::FsError) -> StageError {
+        StageError {
+            hint: e.hint(),
+            message: e.to_string(),
+            user: true,
+        }
+    }
+}
+
 pub trait StageExecutor: Send + Sync {
     /// Checks that need no work (device availability, supported settings), run for every stage
     /// before the run starts, so a bad setting fails before hours of earlier stages.

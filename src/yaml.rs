@@ -147,12 +147,22 @@ fn options() -> serde_saphyr::Options {
     }
 }
 
-/// Read a file's bytes with the size limit and UTF-8 check applied.
+/// Read a file's bytes with the size limit and UTF-8 check applied. Only a regular file is
+/// opened (a FIFO would block the open forever).
 pub fn read_text(path: &Path, display: &Path) -> Result<String, YamlError> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|source| YamlError::Io {
-        at: At::file(display),
-        source,
+    let file = crate::fsx::open_regular(path, &display.display().to_string()).map_err(|e| {
+        let source = match e {
+            crate::fsx::FsError::Io { source, .. } => source,
+            crate::fsx::FsError::NotRegular { kind, .. } => {
+                std::io::Error::other(format!("it is {kind}, not a regular file"))
+            }
+            other => std::io::Error::other(other.to_string()),
+        };
+        YamlError::Io {
+            at: At::file(display),
+            source,
+        }
     })?;
     let mut bytes = Vec::new();
     // Read one byte past the limit so an oversized file is detected without reading all of it.

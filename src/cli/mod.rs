@@ -33,6 +33,27 @@ pub struct Cli {
     /// Store directory [default: ROOT/.medrun].
     #[arg(long, global = true, env = "MEDRUN_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
+    /// Let inputs (datasets, models, tokenizer and template files, suites) resolve into PATH
+    /// outside the project root, through a symlink (repeatable; `:`-separated in the variable).
+    /// Without it, an input that leads out of the root is refused.
+    #[arg(
+        long = "allow-outside",
+        global = true,
+        env = "MEDRUN_ALLOW_OUTSIDE",
+        value_name = "PATH",
+        value_delimiter = ':'
+    )]
+    pub allow_outside: Vec<PathBuf>,
+    /// The longest record read from a dataset or eval data: a line, a CSV row, or one record
+    /// of a JSON document (e.g. 4194304, 4M, 64M) [default: 4M].
+    #[arg(
+        long,
+        global = true,
+        env = "MEDRUN_MAX_RECORD_BYTES",
+        value_name = "BYTES",
+        value_parser = crate::fsx::parse_bytes
+    )]
+    pub max_record_bytes: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -214,6 +235,11 @@ where
         }
     };
     init_tracing(cli.verbose, cli.quiet);
+    // What this invocation may read (process-wide: see `fsx::configure`).
+    if let Err(e) = crate::fsx::configure(&cli.allow_outside, cli.max_record_bytes) {
+        Printer::new(cli.json, Verbosity::Normal).error(&e.to_string(), Some(&e.hint()));
+        return crate::error::EXIT_USER;
+    }
     let verbosity = if cli.quiet {
         Verbosity::Quiet
     } else if cli.verbose > 0 {

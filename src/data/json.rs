@@ -5,20 +5,28 @@ use serde_json::{Map, Value};
 
 use super::Problem;
 use super::source::Line;
+use crate::strict_json::{self, StrictError};
 
 pub(crate) type Object = Map<String, Value>;
 
-/// Parse one line as a JSON object. A syntax error's column counts characters from 1.
+/// Parse one line as a JSON object, refusing a key written twice in any object of it. A syntax
+/// error's column counts characters from 1.
 pub(crate) fn parse_object(line: Line<'_>) -> Result<Object, Problem> {
     if line.first && line.text.trim_start().starts_with('[') {
         return Err(Problem::JsonArray);
     }
-    match serde_json::from_str::<Value>(line.text) {
+    match strict_json::from_str(line.text) {
         Ok(Value::Object(o)) => Ok(o),
         Ok(v) => Err(Problem::NotObject { found: kind(&v) }),
-        Err(e) => Err(Problem::Json {
+        Err(StrictError::Syntax(e)) => Err(Problem::Json {
             column: char_column(line.text, e.column()),
             message: without_position(&e),
+        }),
+        Err(StrictError::Duplicate(d)) => Err(Problem::DuplicateKey {
+            field: d.field(),
+            column: char_column(line.text, d.column),
+            key: d.key,
+            within: d.within,
         }),
     }
 }

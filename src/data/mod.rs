@@ -8,8 +8,14 @@
 //!
 //! Common rules:
 //! - A path may name a file or a directory of shards: every file under it (recursively, names
-//!   starting with `.` ignored, like `medrun lock`), read in the order of their relative paths.
-//!   Line numbers restart at 1 in each file, and every message names the file it is about.
+//!   starting with `.` ignored), read in the order of their relative paths. The readers take the
+//!   listing from [`crate::fsx`], the same one `medrun lock` hashes: inside the project root,
+//!   regular files only. Line numbers restart at 1 in each file, and every message names the file
+//!   it is about.
+//! - A line longer than [`ReadOptions::max_record_bytes`] is a bad record, found before the line
+//!   is held in memory.
+//! - JSON records are parsed strictly ([`crate::strict_json`]): a key written twice in one
+//!   object is a bad record, named with its path.
 //! - A UTF-8 byte-order mark at the start of a file is dropped, a trailing `\r` is dropped from
 //!   every line, and blank lines (empty or whitespace only) are skipped without a word.
 //! - Records come out in file order; nothing here shuffles.
@@ -26,7 +32,7 @@ mod source;
 mod text;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fmt;
 
@@ -102,10 +108,22 @@ pub struct PrefPair {
     pub rejected: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadOptions {
     /// List bad records in [`Read::skipped`] instead of failing on the first one.
     pub skip_bad_records: bool,
+    /// The longest line accepted, in bytes (line ending excluded); a longer line is a bad record.
+    pub max_record_bytes: u64,
+}
+
+impl Default for ReadOptions {
+    /// Strict, with this process's record size limit ([`crate::fsx::max_record_bytes`]).
+    fn default() -> Self {
+        ReadOptions {
+            skip_bad_records: false,
+            max_record_bytes: crate::fsx::max_record_bytes(),
+        }
+    }
 }
 
 /// What a reader returns: the records in file order, and the records it skipped.
@@ -141,6 +159,21 @@ pub enum Problem {
     #[error("invalid JSON: {message}")]
     Json { column: usize, message: String },
     #[error(
+        "the line holds {}, over the limit of {} (--max-record-bytes)",
+        show_bytes(*bytes),
+        show_bytes(*limit)
+    )]
+    TooLong { bytes: u64, limit: u64 },
+    #[error("duplicate key {key:?}{}", in_object(within))]
+    DuplicateKey {
+        key: String,
+        /// Path of the object holding the key; empty at the top level.
+        within: String,
+        /// Path of the key itself (`conversations[1].from`).
+        field: String,
+        column: usize,
+    },
+    #[error(
         "the file starts with `[`: it looks like one JSON array, but medrun reads JSON lines (one object per line)"
     )]
     JsonArray,
@@ -172,6 +205,8 @@ pub enum Problem {
     NoAssistant { field: String },
     #[error("field \"{field}\": the prompt has no user turn")]
     NoUser { field: String },
+    #[error("field \"{field}\": {message}")]
+    RoleOrder { field: String, message: String },
     #[error("fields \"{chosen}\" and \"{rejected}\" are identical")]
     Identical {
         chosen: &'static str,
@@ -198,8 +233,11 @@ impl Problem {
             | Problem::Empty { field }
             | Problem::EmptyConversation { field }
             | Problem::NoAssistant { field }
-            | Problem::NoUser { field } => Some(field),
+            | Problem::NoUser { field }
+            | Problem::DuplicateKey { field, .. }
+            | Problem::RoleOrder { field, .. } => Some(field),
             Problem::NotUtf8 { .. }
+            | Problem::TooLong { .. }
             | Problem::Identical { .. }
             | Problem::MixedPreference
             | Problem::Json { .. }
@@ -212,7 +250,7 @@ impl Problem {
     /// The column to append to `file:line`, for problems that have one.
     fn column(&self) -> Option<usize> {
         match self {
-            Problem::Json { column, .. } => Some(*column),
+            Problem::Json { column, .. } | Problem::DuplicateKey { column, .. } => Some(*column),
             _ => None,
         }
     }
@@ -235,7 +273,19 @@ pub enum DataError {
     },
     #[error("{}", no_records_message(file, skipped))]
     NoRecords { file: String, skipped: Vec<Skipped> },
+    #[error(transparent)]
+    Path(#[from] crate::fsx::FsError),
 }
+
+fn in_object(within: &str) -> String {
+    if within.is_empty() {
+        String::new()
+    } else {
+        format!(" in {within}")
+    }
+}
+
+use crate::fsx::lines::show_bytes;
 
 fn column_suffix(p: &Problem) -> String {
     p.column().map(|c| format!(":{c}")).unwrap_or_default()
@@ -265,6 +315,15 @@ impl DataError {
                 Problem::UnknownRole { .. } => {
                     "use `human`, `gpt` or `system` in `from` (or `user`/`assistant` in `role`), or pass --skip-bad-records to skip the record".into()
                 }
+                Problem::TooLong { .. } => {
+                    "split the record, raise the limit with --max-record-bytes (or MEDRUN_MAX_RECORD_BYTES), or pass --skip-bad-records to skip it".into()
+                }
+                Problem::DuplicateKey { .. } => {
+                    "keep one of the two: JSON readers disagree on which one counts (serde_json and Python keep the last), so medrun refuses to guess; or pass --skip-bad-records to skip the record".into()
+                }
+                Problem::RoleOrder { .. } => {
+                    "order the turns as system (optional, first), then user and assistant alternating from a user turn: join two user turns in a row into one, drop an answer with no question before it; or pass --skip-bad-records to skip the record".into()
+                }
                 _ => "fix the record or pass --skip-bad-records to skip it".into(),
             },
             DataError::NoRecords { skipped, .. } if skipped.is_empty() => {
@@ -274,6 +333,7 @@ impl DataError {
                 "check that the dataset's `format` (text, sharegpt or preference) matches the file"
                     .into()
             }
+            DataError::Path(e) => e.hint(),
         }
     }
 }

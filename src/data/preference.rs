@@ -1,8 +1,9 @@
 //! DPO preference pairs in both of MedicalGPT's formats, recognised line by line:
 //!
 //! - current: `{"conversations": [...prompt turns...], "chosen": str, "rejected": str}`. The prompt
-//!   turns read like ShareGPT turns (same aliases); system turns and earlier assistant turns are
-//!   allowed, but the prompt needs at least one user turn.
+//!   turns read like ShareGPT turns (same aliases, same role order: an optional system turn
+//!   first, then user and assistant alternating from a user turn), and the prompt must end with
+//!   the user turn that `chosen` and `rejected` answer.
 //! - legacy (before 2026-04): `{"system": str?, "history": [[q, a], ...]?, "question": str,
 //!   "response_chosen": str, "response_rejected": str}`. The prompt becomes: the system turn (left
 //!   out when `system` is empty, missing or null), each history pair as a user and an assistant
@@ -13,14 +14,13 @@
 //! both formats, as in every MedicalGPT file; an empty (or whitespace-only) response, or a chosen
 //! response identical to the rejected one, is a bad record.
 
-use std::path::Path;
-
 use serde_json::Value;
 
 use super::json::{self, Object};
 use super::sharegpt::turns;
 use super::source::{self, Line};
 use super::{DataError, PrefPair, Problem, Read, ReadOptions, Role, Turn};
+use crate::fsx::Input;
 
 const CURRENT_KEYS: [&str; 3] = ["conversations", "chosen", "rejected"];
 const LEGACY_KEYS: [&str; 5] = [
@@ -31,14 +31,9 @@ const LEGACY_KEYS: [&str; 5] = [
     "response_rejected",
 ];
 
-/// Read preference pairs from a file or a directory of shards; `display` names `path` in
-/// messages.
-pub fn read_preference(
-    path: &Path,
-    display: &str,
-    opts: ReadOptions,
-) -> Result<Read<PrefPair>, DataError> {
-    source::read_lines(path, display, opts, |_| pair)
+/// Read preference pairs from a file or a directory of shards.
+pub fn read_preference(input: &Input, opts: ReadOptions) -> Result<Read<PrefPair>, DataError> {
+    source::read_lines(input, opts, |_| pair)
 }
 
 fn pair(line: Line<'_>) -> Result<PrefPair, Problem> {
@@ -69,6 +64,13 @@ fn current_prompt(obj: &Object) -> Result<Vec<Turn>, Problem> {
     if !prompt.iter().any(|t| t.role == Role::User) {
         return Err(Problem::NoUser {
             field: "conversations".into(),
+        });
+    }
+    if prompt.last().is_some_and(|t| t.role != Role::User) {
+        let last = prompt.len() - 1;
+        return Err(Problem::RoleOrder {
+            field: format!("conversations[{last}]"),
+            message: "the prompt ends with an assistant turn: its last turn must be the user turn that `chosen` and `rejected` answer".into(),
         });
     }
     Ok(prompt)
@@ -138,7 +140,7 @@ fn turn(role: Role, content: &str) -> Turn {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{err, file};
+    use super::super::tests::{err, file, input};
     use super::*;
 
     #[test]
@@ -150,7 +152,7 @@ mod tests {
                 "{\"conversations\": [{\"from\": \"system\", \"value\": \"你是医生\"}, {\"from\": \"human\", \"value\": \"q1\"}, {\"from\": \"gpt\", \"value\": \"a1\"}, {\"role\": \"user\", \"content\": \"q2\"}], \"chosen\": \"c\", \"rejected\": \"r\"}\n",
             ),
         );
-        let read = read_preference(&p, "dpo.jsonl", ReadOptions::default()).unwrap();
+        let read = read_preference(&input(&p, "dpo.jsonl"), ReadOptions::default()).unwrap();
         assert_eq!(
             read.records,
             [
@@ -186,7 +188,7 @@ mod tests {
                 "{\"conversations\":[{\"from\":\"human\",\"value\":\"q\"}],\"chosen\":\"c\",\"rejected\":\"r\"}",
             ),
         );
-        let read = read_preference(&p, "dpo.jsonl", ReadOptions::default()).unwrap();
+        let read = read_preference(&input(&p, "dpo.jsonl"), ReadOptions::default()).unwrap();
         let prompts: Vec<_> = read.records.iter().map(|r| r.prompt.clone()).collect();
         assert_eq!(
             prompts,
@@ -251,6 +253,18 @@ mod tests {
                 "field \"conversations[1].from\": unknown role \"bot\" (expected human, gpt, system, user or assistant)",
             ),
             (
+                "{\"conversations\":[{\"from\":\"human\",\"value\":\"q\"},{\"from\":\"gpt\",\"value\":\"a\"}],\"chosen\":\"c\",\"rejected\":\"r\"}",
+                "field \"conversations[1]\": the prompt ends with an assistant turn: its last turn must be the user turn that `chosen` and `rejected` answer",
+            ),
+            (
+                "{\"conversations\":[{\"from\":\"human\",\"value\":\"q\"},{\"from\":\"human\",\"value\":\"q2\"}],\"chosen\":\"c\",\"rejected\":\"r\"}",
+                "field \"conversations[1].from\": two user turns in a row (conversations[0] and conversations[1])",
+            ),
+            (
+                "{\"conversations\":[{\"from\":\"human\",\"value\":\"q\"}],\"chosen\":\"c\",\"rejected\":\"r\",\"chosen\":\"x\"}",
+                "duplicate key \"chosen\"",
+            ),
+            (
                 "{\"question\":\"q\",\"response_chosen\":\"c\",\"response_rejected\":\"c\"}",
                 "fields \"response_chosen\" and \"response_rejected\" are identical",
             ),
@@ -290,7 +304,16 @@ mod tests {
         let ok = "{\"question\":\"q\",\"response_chosen\":\"c\",\"response_rejected\":\"r\"}";
         for (bad, message) in cases {
             let e = err(read_preference, "dpo.jsonl", &format!("{ok}\n{bad}\n"));
-            assert_eq!(e.to_string(), format!("dpo.jsonl:2: {message}"));
+            let shown = e.to_string();
+            // A duplicate key's message carries the column where the parser saw it.
+            let shown = match shown.split_once(": duplicate") {
+                Some((at, rest)) => format!(
+                    "{}: duplicate{rest}",
+                    at.rsplit_once(':').map_or(at, |(a, _)| a)
+                ),
+                None => shown,
+            };
+            assert_eq!(shown, format!("dpo.jsonl:2: {message}"));
             assert!(e.hint().contains("--skip-bad-records"), "{}", e.hint());
         }
     }

@@ -1,19 +1,19 @@
 //! Files and lines: the reading loop shared by every format.
 //!
-//! A dataset path is a file or a directory of shards. Each file is read line by line (one line in
-//! memory at a time, however long), a leading byte-order mark is dropped, `\r\n` counts as `\n`,
-//! blank lines are passed over, and each remaining line goes to the format's parser. Bad lines are
-//! returned as errors or collected, per [`ReadOptions`].
+//! A dataset is a file or a directory of shards, listed by [`crate::fsx`] (inside the project
+//! root, regular files only, the same list `medrun lock` hashes). Each file is read line by line,
+//! one line in memory at a time and never more than [`ReadOptions::max_record_bytes`] of it (a
+//! longer line is a bad record, skipped through without being stored), a leading byte-order mark
+//! is dropped, `\r\n` counts as `\n`, blank lines are passed over, and each remaining line goes to
+//! the format's parser. Bad lines are returned as errors or collected, per [`ReadOptions`].
 
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::io::BufReader;
 
 use super::{DataError, Problem, Read, ReadOptions, Skipped};
+use crate::fsx::lines::{LineReader, Next};
+use crate::fsx::{self, Input, InputFile};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
-/// Directory nesting past this is treated as a symlink loop.
-const MAX_DEPTH: usize = 32;
 
 /// One non-blank line handed to a parser.
 #[derive(Debug, Clone, Copy)]
@@ -26,13 +26,6 @@ pub(crate) struct Line<'a> {
     pub first: bool,
 }
 
-/// One file to read, and the name messages give it.
-#[derive(Debug)]
-struct SourceFile {
-    path: PathBuf,
-    display: String,
-}
-
 fn io(display: &str) -> impl FnOnce(std::io::Error) -> DataError + '_ {
     move |source| DataError::Io {
         path: display.to_owned(),
@@ -40,81 +33,13 @@ fn io(display: &str) -> impl FnOnce(std::io::Error) -> DataError + '_ {
     }
 }
 
-/// `path` itself, or every file under it (names starting with `.` ignored) in the order of their
-/// relative paths, which is also the order `medrun lock` hashes them in.
-fn list(path: &Path, display: &str) -> Result<Vec<SourceFile>, DataError> {
-    let meta = fs::metadata(path).map_err(io(display))?;
-    if !meta.is_dir() {
-        return Ok(vec![SourceFile {
-            path: path.to_path_buf(),
-            display: display.to_owned(),
-        }]);
-    }
-    let mut found = Vec::new();
-    walk(path, path, display, 0, &mut found)?;
-    found.sort();
-    let base = display.trim_end_matches('/');
-    Ok(found
-        .into_iter()
-        .map(|(rel, path)| SourceFile {
-            display: format!("{base}/{rel}"),
-            path,
-        })
-        .collect())
-}
-
-fn walk(
-    base: &Path,
-    dir: &Path,
-    display: &str,
-    depth: usize,
-    out: &mut Vec<(String, PathBuf)>,
-) -> Result<(), DataError> {
-    let shown = |p: &Path| match p.strip_prefix(base) {
-        Ok(rel) if !rel.as_os_str().is_empty() => format!(
-            "{}/{}",
-            display.trim_end_matches('/'),
-            rel.to_string_lossy().replace('\\', "/")
-        ),
-        _ => display.to_owned(),
-    };
-    if depth > MAX_DEPTH {
-        return Err(DataError::Io {
-            path: shown(dir),
-            source: std::io::Error::other(format!(
-                "directory nesting deeper than {MAX_DEPTH} levels (a symlink loop?)"
-            )),
-        });
-    }
-    let entries = fs::read_dir(dir).map_err(io(&shown(dir)))?;
-    for entry in entries {
-        let entry = entry.map_err(io(&shown(dir)))?;
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let p = entry.path();
-        let meta = fs::metadata(&p).map_err(io(&shown(&p)))?;
-        if meta.is_dir() {
-            walk(base, &p, display, depth + 1, out)?;
-        } else if meta.is_file() {
-            let rel = p
-                .strip_prefix(base)
-                .unwrap_or(&p)
-                .to_string_lossy()
-                .replace('\\', "/");
-            out.push((rel, p));
-        }
-    }
-    Ok(())
-}
-
-/// Read every file under `path`, handing each non-blank line to the parser `parser_for` makes for
-/// that file (so a parser may keep per-file state, such as a sniffed format).
+/// Read every file of `input` (listed by [`fsx`], like `medrun lock` hashes it), handing each
+/// non-blank line to the parser `parser_for` makes for that file (so a parser may keep per-file
+/// state, such as a sniffed format).
 pub(crate) fn read_lines<T, P>(
-    path: &Path,
-    display: &str,
+    input: &Input,
     opts: ReadOptions,
-    mut parser_for: impl FnMut(&Path) -> P,
+    mut parser_for: impl FnMut(&InputFile) -> P,
 ) -> Result<Read<T>, DataError>
 where
     P: FnMut(Line<'_>) -> Result<T, Problem>,
@@ -123,20 +48,20 @@ where
         records: Vec::new(),
         skipped: Vec::new(),
     };
-    for file in list(path, display)? {
+    for file in &input.files {
         let (records, skipped) = (read.records.len(), read.skipped.len());
-        let mut parse = parser_for(&file.path);
-        read_file(&file, opts, &mut parse, &mut read)?;
+        let mut parse = parser_for(file);
+        read_file(file, opts, &mut parse, &mut read)?;
         if read.records.len() == records && read.skipped.len() > skipped {
             return Err(DataError::NoRecords {
-                file: file.display,
+                file: file.display.clone(),
                 skipped: read.skipped.split_off(skipped),
             });
         }
     }
     if read.records.is_empty() {
         return Err(DataError::NoRecords {
-            file: display.to_owned(),
+            file: input.display.clone(),
             skipped: Vec::new(),
         });
     }
@@ -144,41 +69,42 @@ where
 }
 
 fn read_file<T>(
-    file: &SourceFile,
+    file: &InputFile,
     opts: ReadOptions,
     parse: &mut impl FnMut(Line<'_>) -> Result<T, Problem>,
     read: &mut Read<T>,
 ) -> Result<(), DataError> {
-    let f = File::open(&file.path).map_err(io(&file.display))?;
-    let mut reader = BufReader::with_capacity(1 << 16, f);
+    let f = fsx::open_regular(&file.path, &file.display)?;
+    let mut lines = LineReader::new(BufReader::with_capacity(1 << 16, f), opts.max_record_bytes);
     let mut buf = Vec::new();
-    let mut number = 0u64;
     let mut first = true;
     loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(io(&file.display))?;
-        if n == 0 {
-            return Ok(());
-        }
-        number += 1;
-        let mut bytes = buf.as_slice();
-        if number == 1 {
-            bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
-        }
-        bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        let outcome = match std::str::from_utf8(bytes) {
-            Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => parse(Line {
-                number,
-                text,
-                first,
+        let next = lines.next(&mut buf).map_err(io(&file.display))?;
+        let number = lines.number();
+        let outcome = match next {
+            Next::End => return Ok(()),
+            Next::TooLong { bytes } => Err(Problem::TooLong {
+                bytes,
+                limit: lines.max(),
             }),
-            Err(e) => Err(Problem::NotUtf8 {
-                column: e.valid_up_to() + 1,
-            }),
+            Next::Line => {
+                let mut bytes = buf.as_slice();
+                if number == 1 {
+                    bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
+                }
+                bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+                match std::str::from_utf8(bytes) {
+                    Ok(text) if text.trim().is_empty() => continue,
+                    Ok(text) => parse(Line {
+                        number,
+                        text,
+                        first,
+                    }),
+                    Err(e) => Err(Problem::NotUtf8 {
+                        column: e.valid_up_to() + 1,
+                    }),
+                }
+            }
         };
         first = false;
         match outcome {

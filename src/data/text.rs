@@ -11,6 +11,7 @@ use std::path::Path;
 use super::json;
 use super::source::{self, Line};
 use super::{DataError, Problem, Read, ReadOptions, TextDoc};
+use crate::fsx::Input;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -27,14 +28,11 @@ fn mode_by_extension(path: &Path) -> Option<Mode> {
     }
 }
 
-/// Read PT documents from a file or a directory of shards; `display` names `path` in messages.
-pub fn read_text(
-    path: &Path,
-    display: &str,
-    opts: ReadOptions,
-) -> Result<Read<TextDoc>, DataError> {
-    source::read_lines(path, display, opts, |file| {
-        let mut mode = mode_by_extension(file);
+/// Read PT documents from a file or a directory of shards.
+pub fn read_text(input: &Input, opts: ReadOptions) -> Result<Read<TextDoc>, DataError> {
+    source::read_lines(input, opts, |file| {
+        // By the name the user gave the file (a symlink's own name, not its target's).
+        let mut mode = mode_by_extension(Path::new(&file.display));
         move |line: Line<'_>| {
             let mode = *mode.get_or_insert(if line.text.trim_start().starts_with('{') {
                 Mode::JsonLines
@@ -62,7 +60,7 @@ fn json_doc(line: Line<'_>) -> Result<TextDoc, Problem> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{err, file};
+    use super::super::tests::{err, file, input};
     use super::*;
 
     fn texts(read: &Read<TextDoc>) -> Vec<(u64, &str)> {
@@ -78,7 +76,7 @@ mod tests {
             "pt.txt",
             "第一章\n\n  \n发热是指体温升高。\nlast line without newline",
         );
-        let read = read_text(&p, "pt.txt", ReadOptions::default()).unwrap();
+        let read = read_text(&input(&p, "pt.txt"), ReadOptions::default()).unwrap();
         assert_eq!(
             texts(&read),
             [
@@ -93,14 +91,14 @@ mod tests {
     #[test]
     fn txt_crlf_and_bom_are_dropped() {
         let (_d, p) = file("pt.txt", "\u{feff}one\r\n\r\ntwo \r\n");
-        let read = read_text(&p, "pt.txt", ReadOptions::default()).unwrap();
+        let read = read_text(&input(&p, "pt.txt"), ReadOptions::default()).unwrap();
         assert_eq!(texts(&read), [(1, "one"), (3, "two ")]);
     }
 
     #[test]
     fn txt_keeps_lines_that_look_like_json() {
         let (_d, p) = file("pt.txt", "{\"text\": \"x\"}\nplain\n");
-        let read = read_text(&p, "pt.txt", ReadOptions::default()).unwrap();
+        let read = read_text(&input(&p, "pt.txt"), ReadOptions::default()).unwrap();
         assert_eq!(texts(&read), [(1, "{\"text\": \"x\"}"), (2, "plain")]);
     }
 
@@ -108,7 +106,7 @@ mod tests {
     fn txt_long_line() {
         let long = "热".repeat(100_000);
         let (_d, p) = file("pt.txt", format!("a\n{long}\nb\n"));
-        let read = read_text(&p, "pt.txt", ReadOptions::default()).unwrap();
+        let read = read_text(&input(&p, "pt.txt"), ReadOptions::default()).unwrap();
         assert_eq!(read.records.len(), 3);
         assert_eq!(read.records[1].text.chars().count(), 100_000);
         assert_eq!(read.records[1].line, 2);
@@ -120,17 +118,17 @@ mod tests {
             "pt.jsonl",
             "\u{feff}{\"text\": \"发热\", \"id\": 7}\r\n\n{\"text\":\"b\"}\n",
         );
-        let read = read_text(&p, "pt.jsonl", ReadOptions::default()).unwrap();
+        let read = read_text(&input(&p, "pt.jsonl"), ReadOptions::default()).unwrap();
         assert_eq!(texts(&read), [(1, "发热"), (3, "b")]);
     }
 
     #[test]
     fn jsonl_sniffed_without_extension() {
         let (_d, p) = file("shard-0001", "\n  {\"text\": \"a\"}\n");
-        let read = read_text(&p, "shard-0001", ReadOptions::default()).unwrap();
+        let read = read_text(&input(&p, "shard-0001"), ReadOptions::default()).unwrap();
         assert_eq!(texts(&read), [(2, "a")]);
         let (_d, p) = file("shard-0002", "plain {\"text\": \"a\"}\n");
-        let read = read_text(&p, "shard-0002", ReadOptions::default()).unwrap();
+        let read = read_text(&input(&p, "shard-0002"), ReadOptions::default()).unwrap();
         assert_eq!(texts(&read), [(1, "plain {\"text\": \"a\"}")]);
     }
 
@@ -194,8 +192,9 @@ mod tests {
         let (_d, p) = file("pt.json", "[{\"text\": \"a\"}, {\"text\": \"b\"}]\n");
         let skip = ReadOptions {
             skip_bad_records: true,
+            ..ReadOptions::default()
         };
-        let e = read_text(&p, "pt.json", skip).unwrap_err();
+        let e = read_text(&input(&p, "pt.json"), skip).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("pt.json:1: the file starts with `[`"),
@@ -207,15 +206,16 @@ mod tests {
     #[test]
     fn invalid_utf8_names_line() {
         let (_d, p) = file("pt.txt", b"ok\nbad \xff here\n".as_slice());
-        let e = read_text(&p, "pt.txt", ReadOptions::default()).unwrap_err();
+        let e = read_text(&input(&p, "pt.txt"), ReadOptions::default()).unwrap_err();
         assert_eq!(
             e.to_string(),
             "pt.txt:2: invalid UTF-8 at byte 5 of the line"
         );
         let skip = ReadOptions {
             skip_bad_records: true,
+            ..ReadOptions::default()
         };
-        let read = read_text(&p, "pt.txt", skip).unwrap();
+        let read = read_text(&input(&p, "pt.txt"), skip).unwrap();
         assert_eq!(texts(&read), [(1, "ok")]);
         assert_eq!(read.skipped.len(), 1);
         assert_eq!(read.skipped[0].line, 2);

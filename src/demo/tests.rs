@@ -129,9 +129,21 @@ fn training_files_read_with_medruns_own_readers() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path()).unwrap();
     let strict = ReadOptions::default();
-    let pt = read_text(&dir.path().join("pt.txt"), "pt.txt", strict).unwrap();
-    let sft = read_sharegpt(&dir.path().join("sft.jsonl"), "sft.jsonl", strict).unwrap();
-    let dpo = read_preference(&dir.path().join("dpo.jsonl"), "dpo.jsonl", strict).unwrap();
+    let pt = read_text(
+        &crate::data::tests::input(&dir.path().join("pt.txt"), "pt.txt"),
+        strict,
+    )
+    .unwrap();
+    let sft = read_sharegpt(
+        &crate::data::tests::input(&dir.path().join("sft.jsonl"), "sft.jsonl"),
+        strict,
+    )
+    .unwrap();
+    let dpo = read_preference(
+        &crate::data::tests::input(&dir.path().join("dpo.jsonl"), "dpo.jsonl"),
+        strict,
+    )
+    .unwrap();
     assert!(pt.skipped.is_empty() && sft.skipped.is_empty() && dpo.skipped.is_empty());
     assert!(pt.records.len() > 500);
     // Some conversations are multi-turn and some carry a system prompt.

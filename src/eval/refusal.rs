@@ -531,7 +531,7 @@ mod tests {
 #[cfg(test)]
 mod real_data {
     use super::*;
-    use crate::eval::data::read_records;
+    use crate::eval::data::read_path;
     use crate::spec::Format;
 
     /// MedSafetyBench's safe responses are refusals written by GPT-4; PubMedQA's long answers
@@ -543,7 +543,7 @@ mod real_data {
             eprintln!("skipped: {} is absent", base.display());
             return;
         }
-        let safe = read_records(
+        let safe = read_path(
             &base.join("medsafetybench/datasets/train"),
             "msb",
             Format::Csv,
@@ -557,7 +557,7 @@ mod real_data {
         for m in &missed {
             eprintln!("MISSED {m}");
         }
-        let pqa = read_records(
+        let pqa = read_path(
             &base.join("pubmedqa/pqal_dev_sample_300.json"),
             "pqa",
             Format::Json,

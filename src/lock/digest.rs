@@ -284,7 +284,14 @@ pub fn hash_and_count(data: &[u8], count: bool) -> (String, Option<u64>) {
 
 /// Hash a file; count line records when `count_lines` is set. Large files are memory-mapped.
 pub fn hash_file(path: &Path, count_lines: bool) -> std::io::Result<(String, u64, Option<u64>)> {
-    let file = std::fs::File::open(path)?;
+    hash_open(std::fs::File::open(path)?, count_lines)
+}
+
+/// [`hash_file`] of a file already open (for inputs, opened by `fsx::open_regular`).
+pub fn hash_open(
+    mut file: std::fs::File,
+    count_lines: bool,
+) -> std::io::Result<(String, u64, Option<u64>)> {
     let len = file.metadata()?.len();
     if len >= MMAP_THRESHOLD {
         // SAFETY: the map is read-only and dropped before we return. If another process
@@ -295,7 +302,8 @@ pub fn hash_file(path: &Path, count_lines: bool) -> std::io::Result<(String, u64
         let (h, r) = hash_and_count(&map, count_lines);
         Ok((h, len, r))
     } else {
-        let bytes = std::fs::read(path)?;
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        std::io::Read::read_to_end(&mut file, &mut bytes)?;
         let (h, r) = hash_and_count(&bytes, count_lines);
         Ok((h, bytes.len() as u64, r))
     }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::fsx::{self, Access, FsError, InputFile};
 use crate::spec::resolve::normalize_rel;
 use crate::spec::{Format, RelPath};
 use crate::yaml::{self, At, Pos, YamlError};
@@ -66,6 +67,8 @@ pub enum LockError {
     },
     #[error("{}", stale_message(.0))]
     Stale(Vec<Stale>),
+    #[error(transparent)]
+    Path(#[from] FsError),
 }
 
 impl LockError {
@@ -89,6 +92,7 @@ impl LockError {
             LockError::Stale(_) => {
                 "if the change is intended, run `medrun lock` and commit datasets.lock".into()
             }
+            LockError::Path(e) => e.hint(),
         }
     }
 }
@@ -151,8 +155,13 @@ fn method(format: Format) -> Option<&'static str> {
     }
 }
 
-fn count_other(rel: &RelPath, path: &Path, format: Format, method: &str) -> Result<u64, LockError> {
-    let bytes = std::fs::read(path).map_err(io(path))?;
+fn count_other(
+    rel: &RelPath,
+    file: &InputFile,
+    format: Format,
+    method: &str,
+) -> Result<u64, LockError> {
+    let bytes = fsx::read_regular(&file.path, &file.display)?;
     match method {
         "json" => digest::json_records(&bytes).map_err(|e| LockError::BadContent {
             path: rel.clone(),
@@ -165,37 +174,40 @@ fn count_other(rel: &RelPath, path: &Path, format: Format, method: &str) -> Resu
     }
 }
 
-/// Digest one regular file, using and updating the state cache.
+/// Digest one regular file of an input, using and updating the state cache.
 fn digest_file(
     rel: &RelPath,
-    path: &Path,
+    file: &InputFile,
     format: Format,
     cache: &mut StateCache,
 ) -> Result<(String, u64, Option<u64>), LockError> {
+    let path = file.path.as_path();
     let meta = std::fs::metadata(path).map_err(io(path))?;
     let stat = Stat::of(&meta);
-    let abs = std::fs::canonicalize(path).map_err(io(path))?;
+    // `file.path` is canonical: the cache key.
+    let abs = path;
     let m = method(format);
-    if let Some(hit) = cache.get(&abs, &stat).cloned() {
+    if let Some(hit) = cache.get(abs, &stat).cloned() {
         match m {
             None => return Ok((hit.blake3, stat.size, None)),
             Some(m) => {
                 if let Some(r) = hit.records.get(m) {
                     return Ok((hit.blake3, stat.size, Some(*r)));
                 }
-                let r = count_other(rel, path, format, m)?;
+                let r = count_other(rel, file, format, m)?;
                 let mut upd = hit.clone();
                 upd.records.insert(m.into(), r);
-                cache.put(&abs, upd);
+                cache.put(abs, upd);
                 return Ok((hit.blake3, stat.size, Some(r)));
             }
         }
     }
-    let (hash, size, lines) = digest::hash_file(path, m == Some("lines")).map_err(io(path))?;
+    let opened = fsx::open_regular(path, &file.display)?;
+    let (hash, size, lines) = digest::hash_open(opened, m == Some("lines")).map_err(io(path))?;
     let records = match m {
         None => None,
         Some("lines") => lines,
-        Some(other) => Some(count_other(rel, path, format, other)?),
+        Some(other) => Some(count_other(rel, file, format, other)?),
     };
     let mut rec = BTreeMap::new();
     if let (Some(m), Some(r)) = (m, records) {
@@ -205,7 +217,7 @@ fn digest_file(
     let after = std::fs::metadata(path).map(|m| Stat::of(&m)).ok();
     if after.as_ref() == Some(&stat) && size == stat.size {
         cache.put(
-            &abs,
+            abs,
             CachedDigest {
                 stat,
                 blake3: hash.clone(),
@@ -216,44 +228,8 @@ fn digest_file(
     Ok((hash, size, records))
 }
 
-fn list_dir(
-    base: &Path,
-    dir: &Path,
-    depth: usize,
-    out: &mut Vec<(String, PathBuf)>,
-) -> Result<(), LockError> {
-    if depth > 32 {
-        return Err(LockError::Io {
-            path: dir.to_path_buf(),
-            source: std::io::Error::other(
-                "directory nesting deeper than 32 levels (a symlink loop?)",
-            ),
-        });
-    }
-    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-        let entry = entry.map_err(io(dir))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') {
-            continue;
-        }
-        let p = entry.path();
-        let meta = std::fs::metadata(&p).map_err(io(&p))?;
-        if meta.is_dir() {
-            list_dir(base, &p, depth + 1, out)?;
-        } else if meta.is_file() {
-            let rel = p
-                .strip_prefix(base)
-                .unwrap_or(&p)
-                .to_string_lossy()
-                .replace('\\', "/");
-            out.push((rel, p));
-        }
-    }
-    Ok(())
-}
-
-/// Digest an input (file or directory of shards) at `root/rel`.
+/// Digest an input (file or directory of shards) at `root/rel`: the files [`fsx`] lists for it
+/// (inside the project root, regular files only), which are the files the readers read.
 pub fn digest(
     root: &Path,
     rel: &RelPath,
@@ -261,29 +237,26 @@ pub fn digest(
     what: &str,
     cache: &mut StateCache,
 ) -> Result<Pin, LockError> {
-    let path = rel.to_path(root);
-    let meta = match std::fs::metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let input = match Access::new(root).and_then(|a| a.input(rel.as_str())) {
+        Ok(input) => input,
+        // The input itself is absent (or a dangling link): a `model.fetch` may put it there.
+        Err(FsError::Missing { path, .. }) if path == rel.as_str() => {
             return Err(LockError::Missing {
                 path: rel.clone(),
                 what: what.to_string(),
                 fetch: None,
             });
         }
-        Err(e) => return Err(io(&path)(e)),
+        Err(e) => return Err(e.into()),
     };
-    if meta.is_dir() {
-        let mut files = Vec::new();
-        list_dir(&path, &path, 0, &mut files)?;
-        files.sort();
+    if input.dir {
         let mut listing = String::from("medrun-dir-v1\n");
         let mut bytes = 0u64;
         let mut records = method(format).map(|_| 0u64);
-        for (r, p) in &files {
-            let sub = RelPath(format!("{rel}/{r}"));
-            let (h, size, rec) = digest_file(&sub, p, format, cache)?;
-            let _ = writeln!(listing, "{r}\0{size}\0{h}");
+        for file in &input.files {
+            let sub = RelPath(format!("{rel}/{}", file.rel));
+            let (h, size, rec) = digest_file(&sub, file, format, cache)?;
+            let _ = writeln!(listing, "{}\0{size}\0{h}", file.rel);
             bytes += size;
             if let (Some(total), Some(n)) = (records.as_mut(), rec) {
                 *total += n;
@@ -294,17 +267,21 @@ pub fn digest(
             blake3: blake3::hash(listing.as_bytes()).to_hex().to_string(),
             bytes,
             records,
-            files: Some(files.len() as u64),
+            files: Some(input.files.len() as u64),
         })
     } else {
-        let (blake3, bytes, records) = digest_file(rel, &path, format, cache)?;
-        Ok(Pin {
+        let mut pin = Pin {
             format,
-            blake3,
-            bytes,
-            records,
+            blake3: String::new(),
+            bytes: 0,
+            records: None,
             files: None,
-        })
+        };
+        // A file input lists exactly itself.
+        for file in &input.files {
+            (pin.blake3, pin.bytes, pin.records) = digest_file(rel, file, format, cache)?;
+        }
+        Ok(pin)
     }
 }
 

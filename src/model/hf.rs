@@ -47,6 +47,12 @@ pub fn load_dir(dir: &Path, family: Family, device: &Device) -> Result<HfModel, 
                     "shard name {shard:?} leaves the model directory"
                 )));
             }
+            // Hidden files are not part of the directory as `medrun lock` pins and checks it.
+            if shard.starts_with('.') {
+                return Err(ModelError::Config(format!(
+                    "shard name {shard:?} is a hidden file, which datasets.lock does not pin"
+                )));
+            }
             tensors.extend(read_safetensors(&dir.join(shard), device)?);
         }
     } else {

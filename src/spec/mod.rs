@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub use types::*;
 
+use crate::fsx::Access;
 use crate::yaml::{self, At, YamlError};
 
 pub const SPEC_VERSION: u32 = 1;
@@ -25,12 +26,15 @@ pub enum SpecError {
         message: String,
         hint: String,
     },
+    #[error(transparent)]
+    Path(#[from] crate::fsx::FsError),
 }
 
 impl SpecError {
     pub fn hint(&self) -> String {
         match self {
             SpecError::Invalid { hint, .. } => hint.clone(),
+            SpecError::Path(e) => e.hint(),
             SpecError::Yaml(YamlError::Version { .. }) => {
                 "upgrade medrun, or write the file in the version this medrun reads".into()
             }
@@ -78,19 +82,23 @@ pub fn display_path(root: &Path, path: &Path) -> PathBuf {
         .unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Load and resolve an eval suite from a path relative to `root`.
+/// Load and resolve an eval suite from a path relative to `root` (which must resolve inside it,
+/// see [`crate::fsx`]).
 pub fn load_suite(root: &Path, rel: RelPath) -> Result<Suite, SpecError> {
     let display = PathBuf::from(rel.as_str());
+    let path = Access::new(root)?.file(rel.as_str())?;
     let (raw, _text): (raw::RawSuite, String) =
-        yaml::load(&rel.to_path(root), &display, "suite", SUITE_VERSION)?;
+        yaml::load(&path, &display, "suite", SUITE_VERSION)?;
     let ctx = resolve::Ctx { file: &display };
     resolve::suite(&ctx, rel, raw)
 }
 
-/// Load and resolve the run spec at `path` (relative to the current directory or absolute).
+/// Load and resolve the run spec at `path` (relative to the current directory or absolute). A
+/// spec named inside the project root must resolve inside it (see [`crate::fsx`]).
 pub fn load_spec(root: &Path, path: &Path) -> Result<LoadedSpec, SpecError> {
     let display = display_path(root, path);
-    let (raw, text): (raw::RawSpec, String) = yaml::load(path, &display, "spec", SPEC_VERSION)?;
+    let path = inside_root(root, path)?;
+    let (raw, text): (raw::RawSpec, String) = yaml::load(&path, &display, "spec", SPEC_VERSION)?;
     let ctx = resolve::Ctx { file: &display };
     let mut suites = |at: &raw::S<String>, rel: RelPath| -> Result<Suite, SpecError> {
         if !rel.to_path(root).is_file() {
@@ -108,6 +116,30 @@ pub fn load_spec(root: &Path, path: &Path) -> Result<LoadedSpec, SpecError> {
         display,
         text,
     })
+}
+
+/// `path`, resolved through [`Access::file`] when it names a file inside `root` (as a path,
+/// before symlinks): a spec in `runs/` that is a symlink out of the project is refused. A path
+/// given outside the root is the caller's own choice and is read as given.
+fn inside_root(root: &Path, path: &Path) -> Result<PathBuf, SpecError> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        match std::env::current_dir() {
+            Ok(c) => c.join(path),
+            Err(_) => return Ok(path.to_path_buf()),
+        }
+    };
+    let access = Access::new(root)?;
+    match abs.strip_prefix(access.root()) {
+        Ok(rel) => match access.file(&rel.to_string_lossy()) {
+            Ok(p) => Ok(p),
+            // Reported by the YAML reader, as for any spec path.
+            Err(crate::fsx::FsError::Missing { .. }) => Ok(path.to_path_buf()),
+            Err(e) => Err(e.into()),
+        },
+        Err(_) => Ok(path.to_path_buf()),
+    }
 }
 
 /// Every spec under `root/runs` and every suite under `root/evals`, sorted by path.

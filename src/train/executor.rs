@@ -31,6 +31,7 @@ use super::optim::AdamW;
 use super::tasks::{DpoTask, LmExample, LmTask, PrefExample, Sampler, epoch_order};
 use super::{dpo, pt, sft};
 use crate::data::{self, ReadOptions, Skipped};
+use crate::fsx;
 use crate::model::checkpoint::{hf_config, params_from, parse_hf_config, safetensors_bytes};
 use crate::model::{ModelConfig, ModelError, Param, Params, gguf, hf, lora};
 use crate::rng::Rng;
@@ -218,16 +219,18 @@ fn drop_tensor(p: Params, name: &str) -> Params {
     out
 }
 
+/// A dataset's files, as `medrun lock` pinned them (see [`fsx`]).
 fn dataset_path(
     ctx: &StageContext<'_>,
     name: &str,
-) -> Result<(PathBuf, String, Format), StageError> {
+) -> Result<(fsx::Input, String, Format), StageError> {
     let d = ctx.spec.datasets.get(name).ok_or_else(|| {
         internal(format!(
             "dataset `{name}` is not declared (the spec validator should have caught this)"
         ))
     })?;
-    Ok((ctx.root.join(&d.path.0), d.path.0.clone(), d.format))
+    let input = fsx::Access::new(ctx.root)?.input(&d.path.0)?;
+    Ok((input, d.path.0.clone(), d.format))
 }
 
 fn data_err(e: data::DataError) -> StageError {
@@ -242,8 +245,8 @@ fn train_tokenizer(
     min_frequency: u64,
     opts: &ReadOptions,
 ) -> Result<Tokenizer, StageError> {
-    let (path, display, _) = dataset_path(ctx, dataset)?;
-    let read = data::read_text(&path, &display, *opts).map_err(data_err)?;
+    let (input, display, _) = dataset_path(ctx, dataset)?;
+    let read = data::read_text(&input, *opts).map_err(data_err)?;
     let docs: Vec<&str> = read.records.iter().map(|d| d.text.as_str()).collect();
     Tokenizer::train_bpe(
         &docs,
@@ -272,9 +275,10 @@ fn load_spec_base(
     let (mut from_model, tok_json, tc_template, tok_config) = match &spec.model.source {
         ModelSource::Init(_) => (None, None, None, None),
         ModelSource::From(p) => {
-            let path = ctx.root.join(&p.0);
+            // Every file of it inside the project root (or allowed), as `medrun lock` pinned it.
+            let path = fsx::Access::new(ctx.root)?.input(&p.0)?.path;
             let what = format!("model `{}`", p.0);
-            if path
+            if Path::new(&p.0)
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
             {
@@ -292,7 +296,7 @@ fn load_spec_base(
         }
     };
     let tokenizer = match &spec.tokenizer {
-        TokenizerSpec::Path(p) => Tokenizer::from_file(&ctx.root.join(&p.0))
+        TokenizerSpec::Path(p) => Tokenizer::from_file(&fsx::Access::new(ctx.root)?.file(&p.0)?)
             .map_err(|e| user(e.to_string(), "check `tokenizer.path`"))?,
         TokenizerSpec::Train {
             dataset,
@@ -401,13 +405,7 @@ fn template_for(spec: &Spec, base: &Base, root: &Path) -> Result<ChatTemplate, S
             ChatTemplate::builtin(name, &eos, bos.as_deref()).map_err(bad)
         }
         TemplateSpec::File(p) => {
-            let path = root.join(&p.0);
-            let src = std::fs::read_to_string(&path).map_err(|e| {
-                user(
-                    format!("cannot read template {}: {e}", p.0),
-                    "check `template.file`",
-                )
-            })?;
+            let src = fsx::Access::new(root)?.read_text(&p.0)?;
             ChatTemplate::jinja(&src, &eos, bos.as_deref(), &p.0).map_err(bad)
         }
         TemplateSpec::FromModel => {
@@ -531,8 +529,8 @@ fn prepare(
         StageKind::Pt => {
             let mut docs = Vec::new();
             for name in &stage.datasets {
-                let (path, display, _) = dataset_path(ctx, name)?;
-                let read = data::read_text(&path, &display, *opts).map_err(data_err)?;
+                let (input, display, _) = dataset_path(ctx, name)?;
+                let read = data::read_text(&input, *opts).map_err(data_err)?;
                 for d in &read.records {
                     docs.push(encode(tok, &d.text, &format!("{display}:{}", d.line))?);
                 }
@@ -565,8 +563,8 @@ fn prepare(
             let template = template_for(ctx.spec, base, ctx.root)?;
             let mut examples = Vec::new();
             for name in &stage.datasets {
-                let (path, display, _) = dataset_path(ctx, name)?;
-                let read = data::read_sharegpt(&path, &display, *opts).map_err(data_err)?;
+                let (input, display, _) = dataset_path(ctx, name)?;
+                let read = data::read_sharegpt(&input, *opts).map_err(data_err)?;
                 let mut dropped = 0u64;
                 for c in &read.records {
                     let at = format!("{display}:{}", c.line);
@@ -609,8 +607,8 @@ fn prepare(
             let template = template_for(ctx.spec, base, ctx.root)?;
             let mut pairs = Vec::new();
             for name in &stage.datasets {
-                let (path, display, _) = dataset_path(ctx, name)?;
-                let read = data::read_preference(&path, &display, *opts).map_err(data_err)?;
+                let (input, display, _) = dataset_path(ctx, name)?;
+                let read = data::read_preference(&input, *opts).map_err(data_err)?;
                 let mut dropped = 0u64;
                 for p in &read.records {
                     let at = format!("{display}:{}", p.line);
@@ -866,6 +864,7 @@ impl StageExecutor for TrainExecutor {
         let stage = ctx.stage;
         let opts = ReadOptions {
             skip_bad_records: ctx.skip_bad_records,
+            ..ReadOptions::default()
         };
         tracing::info!(stage = %stage.name, "loading the base model");
         let mut base = match load_parent(ctx, &dev)? {
@@ -873,13 +872,7 @@ impl StageExecutor for TrainExecutor {
             None => load_spec_base(ctx, &dev, &opts)?,
         };
         if let TemplateSpec::File(p) = &ctx.spec.template {
-            base.model_template =
-                Some(std::fs::read_to_string(ctx.root.join(&p.0)).map_err(|e| {
-                    user(
-                        format!("cannot read template {}: {e}", p.0),
-                        "check `template.file`",
-                    )
-                })?);
+            base.model_template = Some(fsx::Access::new(ctx.root)?.read_text(&p.0)?);
         }
         let mut report = DataReport::default();
         let prepared = prepare(ctx, &base, &opts, &mut report)?;

@@ -97,6 +97,8 @@ impl Project {
             .args(args)
             .current_dir(self.root())
             .env_remove("MEDRUN_STORE")
+            .env_remove("MEDRUN_ALLOW_OUTSIDE")
+            .env_remove("MEDRUN_MAX_RECORD_BYTES")
             .env("NO_COLOR", "1")
             .output()
             .unwrap()

@@ -445,7 +445,8 @@ fn real_upstream_formats_run_end_to_end_on_smollm2() {
     std::os::unix::fs::symlink(&gguf, p.path("models/smollm2.gguf")).unwrap();
     p.write(".gitignore", ".medrun/\nmodels/\n");
     p.git(&["init", "-q"]);
-    assert_eq!(p.bin(&["lock"]).status.code(), Some(0));
+    let o = medrun(&p, &["lock"], 2).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     p.commit_all();
     let o = medrun(&p, &["run", "runs/real.yaml", "--json"], 2)
         .output()

@@ -6,6 +6,7 @@ mod eval;
 mod generation;
 mod keys;
 mod lock;
+mod paths;
 mod reproduce;
 mod run;
 mod snapshots;

@@ -174,8 +174,15 @@ pub(crate) fn medrun(p: &Project, args: &[&str], threads: usize) -> Command {
     c.args(args)
         .current_dir(p.root())
         .env_remove("MEDRUN_STORE")
+        .env_remove("MEDRUN_ALLOW_OUTSIDE")
+        .env_remove("MEDRUN_MAX_RECORD_BYTES")
         .env("NO_COLOR", "1")
         .env("RAYON_NUM_THREADS", threads.to_string());
+    // The real-model tests link the shared SmolLM2 cache into their project, as a user would;
+    // medrun reads outside the project only where it is told to.
+    if let Some(dir) = smollm2_gguf().as_deref().and_then(Path::parent) {
+        c.env("MEDRUN_ALLOW_OUTSIDE", dir);
+    }
     c
 }
 
@@ -504,7 +511,7 @@ fn medicalgpt_samples_train_with_lora_on_smollm2() {
     std::os::unix::fs::symlink(&gguf, p.path("models/smollm2.gguf")).unwrap();
     p.write(".gitignore", ".medrun/\nmodels/\n");
     p.git(&["init", "-q"]);
-    let o = p.bin(&["lock"]);
+    let o = medrun(&p, &["lock"], 2).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     p.commit_all();
     let (outs, report) = run_json(&p, 2);
