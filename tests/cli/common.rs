@@ -253,3 +253,14 @@ pub fn plan_keys(p: &Project, spec: &str) -> (String, Vec<String>) {
         .collect();
     (v["run_key"].as_str().unwrap().to_string(), keys)
 }
+
+/// Put a model file inside the project: a hard link (a copy across file systems). medrun refuses
+/// symlinks that lead out of the project root (docs/reference/lock.md).
+pub fn link_model(from: &Path, to: &Path) {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to).unwrap();
+    }
+}

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::train::{FACTS, TRAIN_SPEC, artifact, generated_data, medrun};
-use crate::common::{Project, stderr};
+use crate::common::{Project, link_model, stderr};
 
 const SUITE: &str = r#"version: 1
 name: tiny-suite
@@ -442,7 +442,7 @@ fn real_upstream_formats_run_end_to_end_on_smollm2() {
         );
     }
     std::fs::create_dir_all(p.path("models")).unwrap();
-    std::os::unix::fs::symlink(&gguf, p.path("models/smollm2.gguf")).unwrap();
+    link_model(&gguf, &p.path("models/smollm2.gguf"));
     p.write(".gitignore", ".medrun/\nmodels/\n");
     p.git(&["init", "-q"]);
     let o = medrun(&p, &["lock"], 2).output().unwrap();

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::common::{Project, project, stderr};
+use super::common::{Project, link_model, project, stderr};
 use super::train::{medrun, smollm2_gguf};
 
 /// Greedy generations of SmolLM2-135M-Instruct by transformers (scripts/fixtures/smollm2_greedy.py).
@@ -58,12 +58,7 @@ fn smollm2_generations_stop_where_transformers_stops() {
         "data/sft.jsonl",
         "{\"conversations\":[{\"from\":\"human\",\"value\":\"Hi\"},{\"from\":\"gpt\",\"value\":\"Hello.\"}]}\n",
     );
-    std::fs::create_dir_all(p.path("models")).unwrap();
-    // A hard link (a copy across file systems) keeps the model inside the project.
-    let target = p.path("models/smollm2.gguf");
-    if std::fs::hard_link(&gguf, &target).is_err() {
-        std::fs::copy(&gguf, &target).unwrap();
-    }
+    link_model(&gguf, &p.path("models/smollm2.gguf"));
     p.write(".gitignore", ".medrun/\nmodels/\n");
     p.git(&["init", "-q"]);
     assert_eq!(p.bin(&["lock"]).status.code(), Some(0));

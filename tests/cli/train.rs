@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Project, stderr};
+use crate::common::{Project, link_model, stderr};
 
 /// (condition, hallmark, first-line treatment, a wrong treatment) — textbook facts, used only to
 /// give the tiny model something learnable.
@@ -508,7 +508,7 @@ fn medicalgpt_samples_train_with_lora_on_smollm2() {
     ] {
         std::fs::copy(shared.join(from), p.path(to)).unwrap();
     }
-    std::os::unix::fs::symlink(&gguf, p.path("models/smollm2.gguf")).unwrap();
+    link_model(&gguf, &p.path("models/smollm2.gguf"));
     p.write(".gitignore", ".medrun/\nmodels/\n");
     p.git(&["init", "-q"]);
     let o = medrun(&p, &["lock"], 2).output().unwrap();
