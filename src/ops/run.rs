@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::plan::{self, Plan, output_present};
+use super::plan::{self, Digests, Plan};
 use crate::env::HostFacts;
 use crate::error::{Error, Result};
 use crate::lineage::RunStatus;
@@ -20,7 +20,7 @@ use crate::provenance;
 use crate::spec::BASE_STAGE;
 use crate::stage::{Executors, ParentOutput, StageContext};
 use crate::store::tree::TreeEntry;
-use crate::store::{KeyOutcome, KeyOutput, Store, Tree};
+use crate::store::{CachedOutput, KeyOutcome, KeyOutput, Store, Tree};
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -231,7 +231,9 @@ pub fn run(
     executors: &Executors,
     printer: &Printer,
 ) -> Result<RunReport> {
-    let plan = plan::plan(spec_path, store, false)?;
+    // Inputs hashed fresh: the state cache is a hint that anyone who can write the store can
+    // forge, and these digests go into the keys, the run record and the `--locked` check.
+    let mut plan = plan::plan_with(spec_path, store, Digests::Fresh)?;
     // 1. Data must match the lock (or, without --locked, the lock is brought up to date).
     let mut lock_updated = false;
     if !plan.stale.is_empty() {
@@ -274,8 +276,14 @@ pub fn run(
         }
     }
     // 4. Record the run.
-    let store = Store::open(&plan.project.store_dir)?;
+    // The plan's store value remembers which objects it verified (no second hashing).
+    let store = match &plan.store {
+        Some(s) => s.clone(),
+        None => Store::open(&plan.project.store_dir)?,
+    };
     let _lock = store.lock_shared()?;
+    // Now that the store (and its `.gitignore`) exists, the fresh digests can be cached.
+    plan.state.save(&plan.project.store_dir);
     let spec_object = store.put_bytes(plan.loaded.text.as_bytes())?;
     let resolved = crate::hash::canonical_string(&plan.loaded.spec)?;
     let resolved_object = store.put_bytes(resolved.as_bytes())?;
@@ -346,12 +354,20 @@ pub fn run(
     let mut parent: Option<ParentOutput> = None;
     let mut base_output: Option<String> = None;
     for (i, (ps, stage)) in plan.stages.iter().zip(&plan.loaded.spec.stages).enumerate() {
-        // Cache hit: the key already has a complete output.
-        if let Some(out) = store
-            .key_output(&ps.key)?
-            .map(|k| k.output)
-            .filter(|o| output_present(&store, o))
-        {
+        // Cache hit: the key already has an output, and its tree and every object it lists
+        // hash to their addresses. A damaged output is rebuilt, which restores its objects.
+        let cached = match store.cached_output(&ps.key)? {
+            CachedOutput::Intact { output, tree } => Some((output, tree)),
+            CachedOutput::Damaged { problem, .. } => {
+                printer.warn(&format!(
+                    "stage `{}`: its stored output is damaged ({problem}); running it again to restore it",
+                    ps.name
+                ));
+                None
+            }
+            CachedOutput::None => None,
+        };
+        if let Some((out, tree)) = cached {
             rec.append(&Event::StageCached {
                 stage: ps.name.clone(),
                 key: ps.key.clone(),
@@ -375,7 +391,7 @@ pub fn run(
             parent = Some(ParentOutput {
                 stage: ps.name.clone(),
                 key: ps.key.clone(),
-                tree: Tree::load(&store, &out)?,
+                tree,
                 output: out,
             });
         } else {
@@ -461,6 +477,12 @@ pub fn run(
             )?;
             // The stage is complete: its resume checkpoint is no longer needed.
             store.clear_resume_point(&ps.key)?;
+            if let KeyOutcome::Repaired { problem, .. } = &outcome {
+                printer.warn(&format!(
+                    "stage `{}`: its key record was replaced; it named an unusable output ({problem})",
+                    ps.name
+                ));
+            }
             if let KeyOutcome::Different { existing } = &outcome {
                 rec.append(&Event::Nondeterminism {
                     stage: ps.name.clone(),

@@ -323,3 +323,67 @@ mod tests {
         assert_eq!(std::fs::read_dir(s.tmp_dir()).unwrap().count(), 0);
     }
 }
+
+#[cfg(test)]
+mod speed {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// What verify on read costs on a large checkpoint (figures in docs/reference/store.md).
+    /// `MEDRUN_PROBE_MB` sets the object size (default 512).
+    #[test]
+    #[ignore = "timing probe, run by hand: cargo test --release --lib store::verify::speed -- --ignored --nocapture"]
+    fn probe() {
+        let mb: usize = std::env::var("MEDRUN_PROBE_MB")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(512);
+        let data: Vec<u8> = (0..mb << 20)
+            .map(|i| ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8)
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let time = |what: &str, f: &mut dyn FnMut()| {
+            let t = Instant::now();
+            f();
+            eprintln!("{what:<44} {:>8.3} s", t.elapsed().as_secs_f64());
+        };
+        let fresh = || Store::open(dir.path()).unwrap();
+        let mut id = String::new();
+        time("put (new object)", &mut || {
+            id = fresh().put_bytes(&data).unwrap()
+        });
+        for round in 0..2 {
+            eprintln!("round {round}, {mb} MiB object");
+            time("put again (intact: re-hashed, kept)", &mut || {
+                fresh().put_bytes(&data).unwrap();
+            });
+            time("verify_object (mmap, all cores)", &mut || {
+                fresh().verify_object(&id).unwrap()
+            });
+            time("verify_object again, same process", &mut || {
+                let s = fresh();
+                s.verify_object(&id).unwrap();
+                s.verify_object(&id).unwrap();
+            });
+            time("get (read whole + hash)", &mut || {
+                fresh().get(&id).unwrap();
+            });
+            time("std::fs::read alone", &mut || {
+                std::fs::read(fresh().object_path(&id)).unwrap();
+            });
+            let p = fresh().object_path(&id);
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+                let mut b = std::fs::read(&p).unwrap();
+                b[7] ^= 1;
+                std::fs::write(&p, b).unwrap();
+            }
+            time("put again (corrupt: re-hashed, replaced)", &mut || {
+                fresh().put_bytes(&data).unwrap();
+            });
+            assert!(fresh().check_object(&id).unwrap().is_none());
+        }
+    }
+}

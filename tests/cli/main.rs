@@ -3,6 +3,7 @@
 mod common;
 mod demo;
 mod eval;
+mod integrity;
 mod keys;
 mod lock;
 mod run;
