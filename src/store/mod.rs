@@ -436,6 +436,9 @@ impl Store {
         let bytes = match std::fs::read(&p) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+            Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
+                return Err(verify::not_a_file(id));
+            }
             Err(e) => return Err(io_at(&p)(e)),
         };
         let actual = verify::hash_bytes(&bytes);
@@ -454,6 +457,9 @@ impl Store {
     /// hash its bytes have.
     pub fn check_object(&self, id: &str) -> Result<Option<String>, StoreError> {
         let p = self.object_path(id);
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| !m.is_file()) {
+            return Ok(Some(verify::NOT_A_FILE.into()));
+        }
         let actual = verify::hash_file(&p).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 StoreError::Missing {

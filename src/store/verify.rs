@@ -33,6 +33,17 @@ pub(crate) fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(h.finalize().to_hex().to_string())
 }
 
+/// What a damaged object "hashes to" when it is a directory or symlink, not a plain file.
+pub(crate) const NOT_A_FILE: &str = "nothing (it is not a plain file)";
+
+pub(crate) fn not_a_file(id: &str) -> StoreError {
+    StoreError::Corrupt {
+        id: id.to_string(),
+        actual: NOT_A_FILE.into(),
+        what: String::new(),
+    }
+}
+
 /// What a stage or results key's record says, once its output has been checked.
 #[derive(Debug, Clone)]
 pub enum CachedOutput {
@@ -75,13 +86,7 @@ impl Store {
         let p = self.object_path(id);
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.is_file() => {}
-            Ok(_) => {
-                return Err(StoreError::Corrupt {
-                    id: id.to_string(),
-                    actual: "nothing: it is not a plain file".into(),
-                    what: String::new(),
-                });
-            }
+            Ok(_) => return Err(not_a_file(id)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
             Err(e) => return Err(io_at(&p)(e)),
         }
@@ -241,12 +246,14 @@ mod tests {
             s.verify_tree(&out),
             Err(StoreError::Missing { ref what, .. }) if what.contains("model.safetensors")
         ));
-        // A directory where the object should be is not the object.
+        // A directory where the object should be is not the object, for every reader.
         std::fs::create_dir_all(&p).unwrap();
         assert!(matches!(
             s.verify_object(&model),
             Err(StoreError::Corrupt { .. })
         ));
+        assert!(matches!(s.get(&model), Err(StoreError::Corrupt { .. })));
+        assert_eq!(s.check_object(&model).unwrap().as_deref(), Some(NOT_A_FILE));
         // The tree itself corrupted.
         flip(&s.object_path(&out));
         assert!(matches!(
