@@ -518,7 +518,7 @@ fn verify(store: Option<&Path>, p: &Printer) -> Result<u8> {
                     report.corrupt.len(),
                     report.missing.len()
                 ),
-                Some("delete the corrupt objects and run the stages that produced them again (`medrun run SPEC`); `medrun lineage HASH` names the producer"),
+                Some("run the spec that produced them again (`medrun run SPEC`; `medrun lineage HASH` names the producer): each stage or evaluation whose stored output is damaged runs again, and storing its bytes replaces the damaged objects"),
             );
         }
         Ok(EXIT_USER)

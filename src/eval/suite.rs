@@ -214,13 +214,15 @@ pub fn evaluate(
         cx.device_class,
         cx.scoring,
     )?;
+    // Cached results count only when their tree and its objects hash right; damaged ones are
+    // computed again, which restores them.
     if !cx.no_cache
-        && let Some(k) = cx.store.key_output(&key)?
-        && crate::ops::plan::output_present(cx.store, &k.output)
+        && let crate::store::CachedOutput::Intact { output: out, .. } =
+            cx.store.cached_output(&key)?
     {
-        let results = read_results(cx.store, &k.output)?;
+        let results = read_results(cx.store, &out)?;
         return Ok(Evaluated {
-            output: k.output,
+            output: out,
             results,
             cached: true,
         });

@@ -1,8 +1,13 @@
 //! The local state cache (like DVC's state DB): `(path, size, mtime, ctime, inode) → digest`, so an
 //! unchanged file is not hashed again. It lives in the store (outside git) and is only a hint:
-//! `medrun lock --verify` ignores it. Entries whose mtime is within two seconds of the moment they
-//! were hashed are not trusted later (a write in the same clock tick could go unseen), the same
-//! "racily clean" rule git uses.
+//! anyone who can write the store can write it, so it is trusted only by the commands that merely
+//! report (`plan`, `explain`, `lock`, `lock --check`). The digests that go into stage keys, run
+//! records, results keys and `--locked` checks (`run`, `eval`, `promote`) are hashed fresh
+//! ([`StateCache::fresh`]): those commands update the cache but never read it. `medrun lock
+//! --verify` ignores it. Entries whose mtime is within two seconds of the moment they were hashed
+//! are not trusted later (a write in the same clock tick could go unseen), the same "racily clean"
+//! rule git uses. The cache is only ever written into a medrun store (a directory whose `VERSION`
+//! this medrun reads), never into a directory that is not one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,12 +64,15 @@ pub struct CachedDigest {
     pub records: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct StateCache {
     version: u32,
     entries: BTreeMap<PathBuf, CachedDigest>,
     #[serde(skip)]
     dirty: bool,
+    /// Whether `get` may answer from the entries (false: every file is hashed fresh).
+    #[serde(skip)]
+    trusted: bool,
     #[serde(skip)]
     pub hits: u64,
     #[serde(skip)]
@@ -80,16 +88,27 @@ impl StateCache {
             .and_then(|b| serde_json::from_slice::<StateCache>(&b).ok())
             .filter(|c| c.version == 1);
         match loaded {
-            Some(c) => c,
+            Some(c) => StateCache { trusted: true, ..c },
             None => {
                 if path.exists() {
                     tracing::warn!(path = %path.display(), "state cache unreadable; starting empty");
                 }
                 StateCache {
                     version: 1,
+                    trusted: true,
                     ..StateCache::default()
                 }
             }
+        }
+    }
+
+    /// The cache of `store_dir`, never read: every file is hashed fresh, and the fresh digests
+    /// are saved for the commands that do trust the cache. For every digest that decides what is
+    /// trained or evaluated, or is recorded.
+    pub fn fresh(store_dir: &Path) -> StateCache {
+        StateCache {
+            trusted: false,
+            ..StateCache::load(store_dir)
         }
     }
 
@@ -102,7 +121,8 @@ impl StateCache {
     }
 
     pub fn get(&mut self, path: &Path, stat: &Stat) -> Option<&CachedDigest> {
-        if self.version == 0 {
+        if self.version == 0 || !self.trusted {
+            self.misses += 1;
             return None;
         }
         let hit = self.entries.get(path).filter(|c| &c.stat == stat);
@@ -123,7 +143,9 @@ impl StateCache {
         // seen; only the mtime needs the racy-clean rule.
         let racy = now - digest.stat.mtime_ns < 2_000_000_000;
         if racy {
-            self.entries.remove(path);
+            if self.entries.remove(path).is_some() {
+                self.dirty = true;
+            }
             return;
         }
         if self.entries.get(path) != Some(&digest) {
@@ -132,20 +154,160 @@ impl StateCache {
         }
     }
 
-    /// Write the cache atomically if it changed. Failing to write a cache is not an error.
+    /// Write the cache atomically if it changed, but only into a medrun store (a directory
+    /// whose `VERSION` this medrun reads): before the store exists, or with `--store` pointing
+    /// at some other directory, nothing is written. Failing to write a cache is not an error.
     pub fn save(&mut self, store_dir: &Path) {
         if !self.dirty || self.version == 0 {
+            return;
+        }
+        if crate::store::Store::open_existing(store_dir).is_err() {
+            tracing::debug!(dir = %store_dir.display(), "no medrun store here; the state cache is not saved");
             return;
         }
         let Ok(bytes) = serde_json::to_vec(self) else {
             return;
         };
-        if let Err(e) = std::fs::create_dir_all(store_dir)
-            .and_then(|_| crate::store::atomic_write(&store_dir.join(STATE_FILE), &bytes))
-        {
+        if let Err(e) = crate::store::atomic_write(&store_dir.join(STATE_FILE), &bytes) {
             tracing::warn!(error = %e, "could not save the state cache");
         } else {
             self.dirty = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Format, RelPath};
+
+    /// A project file older than the racy-clean window, and its real digest.
+    fn old_file(dir: &Path) -> (PathBuf, std::fs::Metadata) {
+        let p = dir.join("data.txt");
+        std::fs::write(&p, "the real bytes\n").unwrap();
+        let f = std::fs::File::options().write(true).open(&p).unwrap();
+        f.set_modified(SystemTime::now() - std::time::Duration::from_secs(60))
+            .unwrap();
+        drop(f);
+        let meta = std::fs::metadata(&p).unwrap();
+        (std::fs::canonicalize(&p).unwrap(), meta)
+    }
+
+    fn poison(store: &Path, path: &Path, meta: &std::fs::Metadata, blake3: &str) {
+        let mut c = StateCache::load(store);
+        c.put(
+            path,
+            CachedDigest {
+                stat: Stat::of(meta),
+                blake3: blake3.into(),
+                records: BTreeMap::from([("lines".to_string(), 1)]),
+            },
+        );
+        c.save(store);
+        assert!(store.join(STATE_FILE).is_file());
+    }
+
+    #[test]
+    fn a_poisoned_entry_fools_only_the_trusting_cache() {
+        let project = tempfile::tempdir().unwrap();
+        let store = project.path().join(".medrun");
+        crate::store::Store::open(&store).unwrap();
+        let (path, meta) = old_file(project.path());
+        let lie = "0".repeat(64);
+        poison(&store, &path, &meta, &lie);
+        let rel = RelPath("data.txt".into());
+        let digest = |cache: &mut StateCache| {
+            crate::lock::digest(project.path(), &rel, Format::Text, "corpus", cache)
+                .unwrap()
+                .blake3
+        };
+        let truth = blake3::hash(b"the real bytes\n").to_hex().to_string();
+        assert_eq!(digest(&mut StateCache::load(&store)), lie);
+        let mut fresh = StateCache::fresh(&store);
+        assert_eq!(digest(&mut fresh), truth);
+        assert_eq!((fresh.hits, fresh.misses), (0, 1));
+        // The fresh digest replaces the lie for the commands that do read the cache.
+        fresh.save(&store);
+        assert_eq!(digest(&mut StateCache::load(&store)), truth);
+    }
+
+    #[test]
+    fn the_cache_is_saved_only_into_a_medrun_store() {
+        let project = tempfile::tempdir().unwrap();
+        let (path, meta) = old_file(project.path());
+        let entry = CachedDigest {
+            stat: Stat::of(&meta),
+            blake3: "1".repeat(64),
+            records: BTreeMap::new(),
+        };
+        // No store yet, an unrelated directory, a store of another version: nothing written.
+        let absent = project.path().join(".medrun");
+        let unrelated = project.path().join("notes");
+        std::fs::create_dir_all(&unrelated).unwrap();
+        std::fs::write(unrelated.join("todo.txt"), "x").unwrap();
+        let other = project.path().join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("VERSION"), "medrun-store 9\n").unwrap();
+        for dir in [&absent, &unrelated, &other] {
+            let mut c = StateCache::load(dir);
+            c.put(&path, entry.clone());
+            c.save(dir);
+            assert!(!dir.join(STATE_FILE).exists(), "{}", dir.display());
+        }
+        assert!(!absent.exists());
+        crate::store::Store::open(&absent).unwrap();
+        let mut c = StateCache::load(&absent);
+        c.put(&path, entry.clone());
+        c.save(&absent);
+        assert!(absent.join(STATE_FILE).is_file());
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::spec::{Format, RelPath};
+
+    /// What hashing a dataset fresh costs next to a state-cache hit (figures in
+    /// docs/reference/lock.md). `MEDRUN_PROBE_MB` sets the dataset size (default 1024).
+    #[test]
+    #[ignore = "timing probe, run by hand: cargo test --release --lib lock::state::speed -- --ignored --nocapture"]
+    fn probe() {
+        let mb: usize = std::env::var("MEDRUN_PROBE_MB")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1024);
+        let project = tempfile::tempdir().unwrap();
+        let store = project.path().join(".medrun");
+        crate::store::Store::open(&store).unwrap();
+        let line = b"Community-acquired pneumonia presents with fever, productive cough and pleuritic chest pain.\n";
+        let data: Vec<u8> = line.iter().copied().cycle().take(mb << 20).collect();
+        let path = project.path().join("corpus.txt");
+        std::fs::write(&path, &data).unwrap();
+        drop(data);
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(SystemTime::now() - std::time::Duration::from_secs(60))
+            .unwrap();
+        drop(f);
+        let rel = RelPath("corpus.txt".into());
+        for format in [Format::Text, Format::File] {
+            let digest = |cache: &mut StateCache| {
+                let t = Instant::now();
+                crate::lock::digest(project.path(), &rel, format, "corpus", cache).unwrap();
+                t.elapsed().as_secs_f64()
+            };
+            let mut c = StateCache::load(&store);
+            digest(&mut c);
+            c.save(&store);
+            for round in 0..2 {
+                let hit = digest(&mut StateCache::load(&store));
+                let fresh = digest(&mut StateCache::fresh(&store));
+                eprintln!(
+                    "{format:?} round {round}, {mb} MiB: cache hit {hit:.3} s, fresh {fresh:.3} s"
+                );
+            }
         }
     }
 }

@@ -37,10 +37,11 @@ impl Default for EvalOptions {
     }
 }
 
-/// Digest a suite's data and check it against the lock.
+/// Digest a suite's data and check it against the lock. The data is hashed fresh (the state
+/// cache is updated, never read): these digests go into the results key and gate decisions.
 pub fn suite_pins(project: &Project, suites: &[Suite]) -> Result<BTreeMap<RelPath, Pin>> {
     let lockfile = Lockfile::read(&project.root)?;
-    let mut cache = StateCache::load(&project.store_dir);
+    let mut cache = StateCache::fresh(&project.store_dir);
     let mut pins = BTreeMap::new();
     let mut names: BTreeMap<RelPath, Vec<String>> = BTreeMap::new();
     for s in suites {
@@ -85,7 +86,9 @@ pub fn load_suite_arg(project: &Project, file: &Path) -> Result<Suite> {
     Ok(spec::load_suite(&project.root, rel)?)
 }
 
-/// Evaluate one checkpoint with several suites.
+/// Evaluate one checkpoint with several suites. The checkpoint is verified first (its tree and
+/// every object in it hash to their addresses), so cached results are never reported, or fed
+/// to a gate, for a checkpoint whose bytes are damaged.
 pub fn eval_suites(
     project: &Project,
     store: &Store,
@@ -94,6 +97,7 @@ pub fn eval_suites(
     opts: &EvalOptions,
     printer: &Printer,
 ) -> Result<Vec<Evaluated>> {
+    super::export::verify_checkpoint(store, ck)?;
     let pins = suite_pins(project, suites)?;
     let engine = EngineFingerprint::current();
     let device_class = DeviceClass::detect(DeviceSpec::Cpu)?;

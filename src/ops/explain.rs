@@ -1,5 +1,6 @@
 //! `medrun explain`: for each stage not in the store, what changed since the last run of the same
-//! spec (by name), field by field.
+//! spec (by name), field by field. A stage whose recorded output is damaged (a missing or corrupt
+//! object, found by the plan's verification) is explained as such.
 
 use std::path::Path;
 
@@ -16,6 +17,8 @@ use crate::store::Store;
 pub enum StageExplanation {
     /// In the store: nothing to do.
     Fresh { output: String },
+    /// The key has a recorded output, but it does not verify: the stage runs again.
+    Damaged { problem: String },
     /// No earlier run of this spec has this stage.
     NeverRun,
     /// Same key as the last run, but that run did not finish the stage.
@@ -54,6 +57,10 @@ pub fn explain(spec_path: &Path, store: Option<&Path>) -> Result<Vec<Explained>>
     for (ps, sk) in plan.stages.iter().zip(&plan.keys.stages) {
         let why = if let Some(o) = &ps.output {
             StageExplanation::Fresh { output: o.clone() }
+        } else if let Some(problem) = &ps.damaged {
+            StageExplanation::Damaged {
+                problem: problem.clone(),
+            }
         } else {
             // The newest run of this spec that planned this stage.
             let last = runs
@@ -111,6 +118,13 @@ pub fn to_text(ex: &[Explained]) -> String {
                     "{}: fresh (key {short}, output {})",
                     e.stage,
                     &output[..12]
+                );
+            }
+            StageExplanation::Damaged { problem } => {
+                let _ = writeln!(
+                    o,
+                    "{}: stored output damaged, runs again to restore it (key {short}): {problem}",
+                    e.stage
                 );
             }
             StageExplanation::NeverRun => {

@@ -38,8 +38,46 @@ fn problem(message: String, hint: &str) -> Error {
     }
 }
 
+/// Check a checkpoint's tree and every object it lists against their addresses. A damaged one
+/// is an error (exit 1) naming the object, the file and the checkpoint, whose hint says how to
+/// restore it.
+pub fn verify_checkpoint(store: &Store, ck: &Checkpoint) -> Result<()> {
+    match store.verify_tree(&ck.output) {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_damage() => Err(damaged(store, ck, &e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn damaged(store: &Store, ck: &Checkpoint, e: &crate::store::StoreError) -> Error {
+    let short = |s: &str| s[..12.min(s.len())].to_string();
+    let which = match (&ck.run_id, &ck.stage) {
+        (Some(r), Some(s)) => format!("checkpoint {}:{s} (output {})", short(r), short(&ck.output)),
+        _ => format!("checkpoint {}", short(&ck.output)),
+    };
+    let spec = ck.run_id.as_ref().and_then(|r| {
+        lineage::load_runs(store)
+            .ok()?
+            .into_iter()
+            .find(|x| x.id() == r)
+            .map(|x| x.started.spec_path.clone())
+    });
+    let rerun = match spec {
+        Some(p) => format!("`medrun run {p}`"),
+        None => "`medrun run SPEC` with the spec that produced it (`medrun lineage` names its run)"
+            .into(),
+    };
+    problem(
+        format!("{which} is damaged: {e}"),
+        &format!(
+            "nothing damaged is loaded, evaluated, promoted or exported; run {rerun} again: it rebuilds the damaged stage and restores the object byte for byte (`medrun verify` lists every damaged object)"
+        ),
+    )
+}
+
 /// Resolve a REF to a stage output: `RUN:STAGE`, a run (its last stage), a promotion channel in
-/// `root`'s promotions.yaml, or a tree's hash.
+/// `root`'s promotions.yaml, or a tree's hash. The checkpoint is verified: its tree and every
+/// object it lists hash to their addresses.
 pub fn checkpoint_of(store: &Store, root: &Path, reference: &str) -> Result<Checkpoint> {
     let (run_id, stage, output) = match lineage::resolve_with_channels(store, root, reference)? {
         Target::Stage(r, s) => {
@@ -76,19 +114,31 @@ pub fn checkpoint_of(store: &Store, root: &Path, reference: &str) -> Result<Chec
         }
         Target::Object(id) => (None, None, id),
     };
-    let bytes = store.get(&output)?;
-    let tree = Tree::parse(&bytes).ok_or_else(|| {
-        problem(
-            format!("object {output} is not a stage output"),
-            "pass a run id, RUN:STAGE, or the output hash that `medrun lineage` shows",
-        )
-    })?;
-    Ok(Checkpoint {
+    let mut ck = Checkpoint {
         run_id,
         stage,
         output,
-        tree,
-    })
+        tree: Tree::default(),
+    };
+    let bytes = match store.get(&ck.output) {
+        Ok(b) => b,
+        Err(e) if e.is_damage() => {
+            let e = e.within(format!(
+                "the tree of output {}",
+                &ck.output[..12.min(ck.output.len())]
+            ));
+            return Err(damaged(store, &ck, &e));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    ck.tree = Tree::parse(&bytes).ok_or_else(|| {
+        problem(
+            format!("object {} is not a stage output", ck.output),
+            "pass a run id, RUN:STAGE, or the output hash that `medrun lineage` shows",
+        )
+    })?;
+    verify_checkpoint(store, &ck)?;
+    Ok(ck)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -195,7 +245,20 @@ fn fill(store: &Store, ck: &Checkpoint, tmp: &Path) -> Result<Vec<String>> {
         let Some(entry) = ck.tree.entries.get(*name) else {
             continue;
         };
-        let bytes = store.get(&entry.object)?;
+        // The bytes written are the bytes hashed: nothing that does not match its address is
+        // ever shipped, even if the object was damaged after `checkpoint_of` verified it.
+        let bytes = match store.get(&entry.object) {
+            Ok(b) => b,
+            Err(e) if e.is_damage() => {
+                let short = &ck.output[..12.min(ck.output.len())];
+                return Err(damaged(
+                    store,
+                    ck,
+                    &e.within(format!("`{name}` of output {short}")),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let p = tmp.join(name);
         crate::store::atomic_write(&p, &bytes).map_err(|e| {
             Error::Io(format!(

@@ -88,10 +88,15 @@ fn collect(project: &Project) -> Result<(Inputs, BTreeMap<RelPath, String>)> {
 pub fn lock(project: &Project, check: bool, verify: bool) -> Result<LockReport> {
     let (inputs, fetchable) = collect(project)?;
     let existing = Lockfile::read(&project.root)?;
+    // `lock` writes the record of which bytes each commit expects, so it hashes fresh (the
+    // state cache is updated, never read); only `lock --check`, which writes nothing, takes the
+    // cache's word. `--verify` neither reads nor writes it.
     let mut cache = if verify {
         StateCache::disabled()
-    } else {
+    } else if check {
         StateCache::load(&project.store_dir)
+    } else {
+        StateCache::fresh(&project.store_dir)
     };
     let mut fresh = Lockfile::default();
     let mut names = BTreeMap::new();

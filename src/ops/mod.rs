@@ -10,6 +10,7 @@ pub mod plan;
 pub mod promote;
 pub mod reproduce;
 pub mod run;
+mod run_eval;
 pub mod verify;
 
 use std::path::{Path, PathBuf};

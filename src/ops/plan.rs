@@ -1,5 +1,9 @@
 //! `medrun plan`: resolve a spec, digest its inputs (through the state cache), compute every key
 //! and say which stages are already in the store. Writes nothing but the state cache.
+//!
+//! A stage counts as cached only when its output verifies (the tree and every object it lists
+//! hash to their addresses), the same check `run` makes, so `plan` and `explain` never call a
+//! stage cached that `run` would rebuild.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +17,7 @@ use crate::hash::{self, RunKeys};
 use crate::lock::state::StateCache;
 use crate::lock::{self, Lockfile, Pin, Stale};
 use crate::spec::{self, Format, LoadedSpec, ModelSource, RelPath, TemplateSpec, TokenizerSpec};
-use crate::store::{Store, Tree};
+use crate::store::{CachedOutput, Store};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanStage {
@@ -21,8 +25,23 @@ pub struct PlanStage {
     pub kind: String,
     pub key: String,
     pub parent: Option<String>,
-    /// The recorded output when the stage is already in the store.
+    /// The recorded output when the stage is already in the store (and verifies).
     pub output: Option<String>,
+    /// Why a recorded output cannot be used (a missing or corrupt object): the stage runs again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
+}
+
+/// How a plan digests the spec's inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digests {
+    /// Through the state cache, a hint (`plan`, `explain`).
+    Cached,
+    /// Every file hashed fresh; the cache is updated but never read (`run`: the digests go into
+    /// keys, the run record and the `--locked` check).
+    Fresh,
+    /// Every file hashed fresh; the cache is neither read nor written (`plan --verify`).
+    Uncached,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +57,10 @@ pub struct Plan {
     pub lock: Option<Lockfile>,
     pub stale: Vec<Stale>,
     pub stages: Vec<PlanStage>,
+    /// The state cache as updated by this plan's digests, for saving once the store exists.
+    pub(crate) state: StateCache,
+    /// The store, if one exists; it remembers the objects the plan already verified.
+    pub(crate) store: Option<Store>,
 }
 
 /// Names by which a spec refers to each input path.
@@ -111,25 +134,33 @@ pub fn with_fetch(e: lock::LockError, fetchable: &BTreeMap<RelPath, String>) -> 
     }
 }
 
-/// Whether a stage output is fully present in the store (tree and every entry).
+/// Whether a stage output is fully present and intact in the store: the tree and every object it
+/// lists hash to their addresses.
 pub fn output_present(store: &Store, output: &str) -> bool {
-    match Tree::load(store, output) {
-        Ok(t) => t.entries.values().all(|e| store.contains(&e.object)),
-        Err(_) => false,
-    }
+    store.verify_tree(output).is_ok()
 }
 
+/// `plan` through the state cache, or (`verify`) hashing every input without it.
 pub fn plan(spec_path: &Path, store: Option<&Path>, verify: bool) -> Result<Plan> {
+    let digests = if verify {
+        Digests::Uncached
+    } else {
+        Digests::Cached
+    };
+    plan_with(spec_path, store, digests)
+}
+
+pub fn plan_with(spec_path: &Path, store: Option<&Path>, digests: Digests) -> Result<Plan> {
     let project = Project::for_spec(spec_path, store)?;
     let loaded = spec::load_spec(&project.root, spec_path)?;
     // Read the lock before anything is written, so a malformed lock leaves no trace.
     let lockfile = Lockfile::read(&project.root)?;
     let device = DeviceClass::detect(loaded.spec.device)?;
     let engine = EngineFingerprint::current();
-    let mut cache = if verify {
-        StateCache::disabled()
-    } else {
-        StateCache::load(&project.store_dir)
+    let mut cache = match digests {
+        Digests::Cached => StateCache::load(&project.store_dir),
+        Digests::Fresh => StateCache::fresh(&project.store_dir),
+        Digests::Uncached => StateCache::disabled(),
     };
     let pins = digest_inputs(&project, &loaded, &mut cache)?;
     cache.save(&project.store_dir);
@@ -139,12 +170,13 @@ pub fn plan(spec_path: &Path, store: Option<&Path>, verify: bool) -> Result<Plan
     let store = Store::open_existing(&project.store_dir).ok();
     let mut stages = Vec::new();
     for (sk, st) in keys.stages.iter().zip(&loaded.spec.stages) {
-        let output = match &store {
-            Some(s) => s
-                .key_output(&sk.key)?
-                .map(|k| k.output)
-                .filter(|o| output_present(s, o)),
-            None => None,
+        let (output, damaged) = match &store {
+            Some(s) => match s.cached_output(&sk.key)? {
+                CachedOutput::Intact { output, .. } => (Some(output), None),
+                CachedOutput::Damaged { problem, .. } => (None, Some(problem)),
+                CachedOutput::None => (None, None),
+            },
+            None => (None, None),
         };
         stages.push(PlanStage {
             name: sk.name.clone(),
@@ -152,6 +184,7 @@ pub fn plan(spec_path: &Path, store: Option<&Path>, verify: bool) -> Result<Plan
             key: sk.key.clone(),
             parent: sk.inputs.parent.clone(),
             output,
+            damaged,
         });
     }
     Ok(Plan {
@@ -165,6 +198,8 @@ pub fn plan(spec_path: &Path, store: Option<&Path>, verify: bool) -> Result<Plan
         lock: lockfile,
         stale,
         stages,
+        state: cache,
+        store,
     })
 }
 
@@ -203,9 +238,10 @@ impl Plan {
             .max(5);
         let _ = writeln!(o, "{:<w$}  {:<4}  {:<64}  status", "stage", "kind", "key");
         for s in &self.stages {
-            let status = match &s.output {
-                Some(out) => format!("cached (output {})", &out[..12]),
-                None => "to run".into(),
+            let status = match (&s.output, &s.damaged) {
+                (Some(out), _) => format!("cached (output {})", &out[..12]),
+                (None, Some(problem)) => format!("to run (stored output damaged: {problem})"),
+                (None, None) => "to run".into(),
             };
             let _ = writeln!(o, "{:<w$}  {:<4}  {}  {status}", s.name, s.kind, s.key);
         }

@@ -256,6 +256,8 @@ pub fn promote(
         previous,
         gates: report.decision.gates.iter().map(GateRecord::from).collect(),
     };
+    // Never record a checkpoint whose bytes do not hash to its address.
+    super::export::verify_checkpoint(&store, &ck)?;
     promotions::append(&project.root, &entry)?;
     report.promoted = true;
     Ok(report)

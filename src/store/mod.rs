@@ -23,17 +23,22 @@
 
 mod atomic;
 pub mod gc;
+mod keys;
 pub mod tree;
+mod verify;
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 pub use atomic::{atomic_write, atomic_write_in};
 pub(crate) use atomic::{nanos, sync_dir};
 pub use tree::Tree;
+pub use verify::CachedOutput;
 
 pub const STORE_VERSION: &str = "medrun-store 1";
 pub const DEFAULT_STORE_DIR: &str = ".medrun";
@@ -59,10 +64,15 @@ pub enum StoreError {
     },
     #[error("{path} is not a medrun store of a version this medrun reads (found {found:?})")]
     Version { path: PathBuf, found: String },
-    #[error("object {id} is missing from the store")]
-    Missing { id: String },
-    #[error("object {id} is corrupt: its bytes hash to {actual}")]
-    Corrupt { id: String, actual: String },
+    /// `what` says which file of which output the object is, when the reader knows (else empty).
+    #[error("object {id}{} is missing from the store", about(.what))]
+    Missing { id: String, what: String },
+    #[error("object {id}{} is corrupt: its bytes hash to {actual}", about(.what))]
+    Corrupt {
+        id: String,
+        actual: String,
+        what: String,
+    },
     #[error("{what} in the store is malformed: {message}")]
     Malformed { what: String, message: String },
     #[error("no store at {path}")]
@@ -78,7 +88,7 @@ impl StoreError {
             StoreError::Io { .. } => "check the store path and its permissions (`--store`, MEDRUN_STORE)".into(),
             StoreError::Version { .. } => "point `--store` at a fresh directory, or use the medrun that wrote this store".into(),
             StoreError::Missing { .. } | StoreError::Corrupt { .. } | StoreError::Malformed { .. } => {
-                "run `medrun verify` to list damaged objects; re-running the stage that produced them restores them".into()
+                "run `medrun verify` to list every damaged object; running the spec that produced it again (`medrun run SPEC`) rebuilds each stage or evaluation whose stored output is damaged and restores its objects".into()
             }
             StoreError::NoStore { .. } => "run `medrun run SPEC` first, or point `--store` / MEDRUN_STORE at an existing store".into(),
         }
@@ -90,8 +100,43 @@ impl StoreError {
             StoreError::NoStore { .. }
                 | StoreError::Missing { .. }
                 | StoreError::Corrupt { .. }
+                | StoreError::Malformed { .. }
                 | StoreError::Version { .. }
         )
+    }
+
+    /// Whether the error says stored bytes are damaged (missing, corrupt or not what they should
+    /// be), as opposed to the store being unusable.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Missing { .. } | StoreError::Corrupt { .. } | StoreError::Malformed { .. }
+        )
+    }
+
+    /// Say which file the damaged object is (`model.safetensors of output 25ece9ff47ef`), unless
+    /// an inner reader already did.
+    pub fn within(mut self, context: impl Into<String>) -> StoreError {
+        match &mut self {
+            StoreError::Missing { what, .. } | StoreError::Corrupt { what, .. }
+                if what.is_empty() =>
+            {
+                *what = context.into();
+            }
+            StoreError::Malformed { what, .. } => {
+                *what = format!("{what} ({})", context.into());
+            }
+            _ => {}
+        }
+        self
+    }
+}
+
+fn about(what: &str) -> String {
+    if what.is_empty() {
+        String::new()
+    } else {
+        format!(" ({what})")
     }
 }
 
@@ -124,6 +169,12 @@ pub enum KeyOutcome {
     Same,
     /// The key already had a different output: nondeterminism.
     Different { existing: String },
+    /// The key's record was unreadable, or named an output that is missing or corrupt: it now
+    /// names the new output.
+    Repaired {
+        previous: Option<String>,
+        problem: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,14 +186,15 @@ pub struct KeyOutput {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Objects this process has already hashed and found intact (objects are immutable, so one
+    /// check per command is enough for presence checks; bytes that are read are always hashed).
+    verified: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Store {
     /// Open the store at `root`, creating it if needed.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        let s = Store {
-            root: root.to_path_buf(),
-        };
+        let s = Store::at(root);
         let v = root.join("VERSION");
         match std::fs::read_to_string(&v) {
             Ok(text) => s.check_version(&text)?,
@@ -167,12 +219,16 @@ impl Store {
                         }
                     }
                 }
-                for d in ["objects-v1", "keys-v1", "runs-v1", "tmp"] {
-                    std::fs::create_dir_all(root.join(d)).map_err(io_at(root))?;
-                }
+                // The `.gitignore` comes first, so nothing in the store ever shows in `git
+                // status` (a run refuses a dirty work tree), even in a project that does not
+                // ignore the store itself.
+                std::fs::create_dir_all(root).map_err(io_at(root))?;
                 let gi = root.join(".gitignore");
                 if !gi.exists() {
                     atomic_write(&gi, b"*\n").map_err(io_at(&gi))?;
+                }
+                for d in ["objects-v1", "keys-v1", "runs-v1", "tmp"] {
+                    std::fs::create_dir_all(root.join(d)).map_err(io_at(root))?;
                 }
                 atomic_write(&v, format!("{STORE_VERSION}\n").as_bytes()).map_err(io_at(&v))?;
             }
@@ -186,9 +242,7 @@ impl Store {
         let v = root.join("VERSION");
         match std::fs::read_to_string(&v) {
             Ok(text) => {
-                let s = Store {
-                    root: root.to_path_buf(),
-                };
+                let s = Store::at(root);
                 s.check_version(&text)?;
                 Ok(s)
             }
@@ -196,6 +250,13 @@ impl Store {
                 path: root.to_path_buf(),
             }),
             Err(e) => Err(io_at(&v)(e)),
+        }
+    }
+
+    fn at(root: &Path) -> Store {
+        Store {
+            root: root.to_path_buf(),
+            verified: Arc::default(),
         }
     }
 
@@ -251,7 +312,7 @@ impl Store {
         is_object_id(id) && self.object_path(id).is_file()
     }
 
-    fn tmp_file(&self) -> Result<(PathBuf, File), StoreError> {
+    pub(super) fn tmp_file(&self) -> Result<(PathBuf, File), StoreError> {
         let dir = self.root.join("tmp");
         std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         let p = dir.join(format!("put-{}-{}", std::process::id(), nanos()));
@@ -299,13 +360,21 @@ impl Store {
         self.put_reader(std::io::BufReader::new(f))
     }
 
-    /// Move a finished temp file into place as object `id`.
+    /// Move a finished temp file into place as object `id`. An object already there is kept
+    /// when its bytes hash to `id`; one that does not (corrupt, truncated, not a plain file) is
+    /// replaced by the new bytes, atomically (rename over it): storing an object again repairs it.
     fn publish(&self, tmp: &Path, id: &str) -> Result<(), StoreError> {
         let dest = self.object_path(id);
-        if dest.is_file() {
-            // Same name, same bytes (objects are immutable): keep the one already there.
-            let _ = std::fs::remove_file(tmp);
-            return Ok(());
+        if let Ok(meta) = std::fs::symlink_metadata(&dest) {
+            let intact = meta.is_file() && self.verify_object(id).is_ok();
+            if intact {
+                let _ = std::fs::remove_file(tmp);
+                return Ok(());
+            }
+            tracing::info!(object = id, "replacing a damaged object with intact bytes");
+            if meta.is_dir() {
+                std::fs::remove_dir_all(&dest).map_err(io_at(&dest))?;
+            }
         }
         let bucket = dest.parent().unwrap_or(&self.root).to_path_buf();
         std::fs::create_dir_all(&bucket).map_err(io_at(&bucket))?;
@@ -316,38 +385,53 @@ impl Store {
         }
         std::fs::rename(tmp, &dest).map_err(io_at(&dest))?;
         sync_dir(&bucket);
+        self.remember_verified(id);
         Ok(())
     }
 
-    /// Read and verify an object.
+    /// Read and verify an object: the bytes returned are the bytes hashed.
     pub fn get(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+        let missing = || StoreError::Missing {
+            id: id.to_string(),
+            what: String::new(),
+        };
         if !is_object_id(id) {
-            return Err(StoreError::Missing { id: id.to_string() });
+            return Err(missing());
         }
         let p = self.object_path(id);
         let bytes = match std::fs::read(&p) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::Missing { id: id.to_string() });
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+            Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
+                return Err(verify::not_a_file(id));
             }
             Err(e) => return Err(io_at(&p)(e)),
         };
-        let actual = blake3::hash(&bytes).to_hex().to_string();
+        let actual = verify::hash_bytes(&bytes);
         if actual != id {
             return Err(StoreError::Corrupt {
                 id: id.to_string(),
                 actual,
+                what: String::new(),
             });
         }
+        self.remember_verified(id);
         Ok(bytes)
     }
 
-    /// Re-hash an object on disk without loading it whole. `Ok(None)` if it is intact.
+    /// Re-hash an object on disk without loading it whole. `Ok(None)` if it is intact, else the
+    /// hash its bytes have.
     pub fn check_object(&self, id: &str) -> Result<Option<String>, StoreError> {
         let p = self.object_path(id);
-        let (actual, _, _) = crate::lock::digest::hash_file(&p, false).map_err(|e| {
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| !m.is_file()) {
+            return Ok(Some(verify::NOT_A_FILE.into()));
+        }
+        let actual = verify::hash_file(&p).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                StoreError::Missing { id: id.to_string() }
+                StoreError::Missing {
+                    id: id.to_string(),
+                    what: String::new(),
+                }
             } else {
                 io_at(&p)(e)
             }
@@ -399,182 +483,6 @@ impl Store {
         Ok(out)
     }
 
-    // ---- stage keys ----------------------------------------------------------------------
-
-    fn key_path(&self, key: &str, ext: &str) -> PathBuf {
-        self.root
-            .join("keys-v1")
-            .join(&key[..2.min(key.len())])
-            .join(format!("{key}.{ext}"))
-    }
-
-    /// The output recorded for a stage key, if any.
-    pub fn key_output(&self, key: &str) -> Result<Option<KeyOutput>, StoreError> {
-        let p = self.key_path(key, "out");
-        match std::fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| StoreError::Malformed {
-                    what: format!("key record {}", p.display()),
-                    message: e.to_string(),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_at(&p)(e)),
-        }
-    }
-
-    /// The inputs JSON a key was computed from, if stored.
-    pub fn key_inputs(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        let p = self.key_path(key, "json");
-        match std::fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| StoreError::Malformed {
-                    what: format!("key inputs {}", p.display()),
-                    message: e.to_string(),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_at(&p)(e)),
-        }
-    }
-
-    /// Store the inputs JSON of a key (idempotent).
-    pub fn put_key_inputs(&self, key: &str, inputs: &serde_json::Value) -> Result<(), StoreError> {
-        let p = self.key_path(key, "json");
-        if p.is_file() {
-            return Ok(());
-        }
-        let dir = p.parent().unwrap_or(&self.root).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-        let bytes = serde_json::to_vec_pretty(inputs).map_err(|e| StoreError::Malformed {
-            what: "key inputs".into(),
-            message: e.to_string(),
-        })?;
-        atomic_write(&p, &bytes).map_err(io_at(&p))
-    }
-
-    /// Record that `key` produced `output`. Never overwrites a different earlier output.
-    pub fn record_key_output(&self, key: &str, out: &KeyOutput) -> Result<KeyOutcome, StoreError> {
-        let p = self.key_path(key, "out");
-        let dir = p.parent().unwrap_or(&self.root).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-        let bytes = serde_json::to_vec(out).map_err(|e| StoreError::Malformed {
-            what: "key output".into(),
-            message: e.to_string(),
-        })?;
-        let (tmp, mut f) = self.tmp_file()?;
-        f.write_all(&bytes).map_err(io_at(&tmp))?;
-        f.sync_all().map_err(io_at(&tmp))?;
-        drop(f);
-        let linked = std::fs::hard_link(&tmp, &p);
-        let _ = std::fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {
-                sync_dir(&dir);
-                Ok(KeyOutcome::New)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let existing = self.key_output(key)?.map(|k| k.output).unwrap_or_default();
-                if existing == out.output {
-                    Ok(KeyOutcome::Same)
-                } else {
-                    Ok(KeyOutcome::Different { existing })
-                }
-            }
-            Err(e) => Err(io_at(&p)(e)),
-        }
-    }
-
-    /// Remove a key's output record (gc, when the output object is gone).
-    pub(crate) fn forget_key_output(&self, key: &str) -> Result<(), StoreError> {
-        let p = self.key_path(key, "out");
-        match std::fs::remove_file(&p) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_at(&p)(e)),
-        }
-    }
-
-    /// The latest mid-stage checkpoint (a tree id) saved for `key`, if any. Training resumes
-    /// from it after a crash.
-    pub fn resume_point(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let p = self.key_path(key, "ckpt");
-        match std::fs::read_to_string(&p) {
-            Ok(s) => {
-                let id = s.trim().to_string();
-                Ok(is_object_id(&id).then_some(id))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_at(&p)(e)),
-        }
-    }
-
-    /// Point `key`'s resume checkpoint at tree `id` (atomically replacing the previous one).
-    pub fn set_resume_point(&self, key: &str, id: &str) -> Result<(), StoreError> {
-        let p = self.key_path(key, "ckpt");
-        let dir = p.parent().unwrap_or(&self.root).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-        atomic_write(&p, format!("{id}\n").as_bytes()).map_err(io_at(&p))
-    }
-
-    /// Forget `key`'s resume checkpoint (the stage finished); gc may then reclaim it.
-    pub fn clear_resume_point(&self, key: &str) -> Result<(), StoreError> {
-        let p = self.key_path(key, "ckpt");
-        match std::fs::remove_file(&p) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_at(&p)(e)),
-        }
-    }
-
-    /// Every resume checkpoint (gc roots).
-    pub fn list_resume_points(&self) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        let base = self.root.join("keys-v1");
-        let Ok(rd) = std::fs::read_dir(&base) else {
-            return Ok(out);
-        };
-        for bucket in rd.flatten() {
-            let Ok(files) = std::fs::read_dir(bucket.path()) else {
-                continue;
-            };
-            for f in files.flatten() {
-                let name = f.file_name().to_string_lossy().to_string();
-                if let Some(key) = name.strip_suffix(".ckpt")
-                    && let Some(id) = self.resume_point(key)?
-                {
-                    out.push(id);
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    /// All stage keys with a recorded output.
-    pub fn list_key_outputs(&self) -> Result<Vec<(String, KeyOutput)>, StoreError> {
-        let mut out = Vec::new();
-        let base = self.root.join("keys-v1");
-        let Ok(rd) = std::fs::read_dir(&base) else {
-            return Ok(out);
-        };
-        for bucket in rd.flatten() {
-            let Ok(files) = std::fs::read_dir(bucket.path()) else {
-                continue;
-            };
-            for f in files.flatten() {
-                let name = f.file_name().to_string_lossy().to_string();
-                if let Some(key) = name.strip_suffix(".out")
-                    && let Some(k) = self.key_output(key)?
-                {
-                    out.push((key.to_string(), k));
-                }
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
-    }
-
     pub fn runs_dir(&self) -> PathBuf {
         self.root.join("runs-v1")
     }
@@ -605,30 +513,6 @@ mod tests {
         std::fs::write(&p, b"hellO").unwrap();
         assert!(matches!(s.get(&id), Err(StoreError::Corrupt { .. })));
         assert!(s.check_object(&id).unwrap().is_some());
-    }
-
-    #[test]
-    fn key_outputs_are_never_overwritten() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        let key = "ab".repeat(32);
-        let a = KeyOutput {
-            output: "1".repeat(64),
-            run: "r1".into(),
-        };
-        let b = KeyOutput {
-            output: "2".repeat(64),
-            run: "r2".into(),
-        };
-        assert_eq!(s.record_key_output(&key, &a).unwrap(), KeyOutcome::New);
-        assert_eq!(s.record_key_output(&key, &a).unwrap(), KeyOutcome::Same);
-        assert_eq!(
-            s.record_key_output(&key, &b).unwrap(),
-            KeyOutcome::Different {
-                existing: a.output.clone()
-            }
-        );
-        assert_eq!(s.key_output(&key).unwrap().unwrap().output, a.output);
     }
 
     proptest! {

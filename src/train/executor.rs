@@ -147,7 +147,10 @@ fn read_store_file(ctx: &StageContext<'_>, tree: &Tree, name: &str) -> Result<Ve
             "run `medrun verify`; the parent stage's output is incomplete",
         )
     })?;
-    ctx.store.get(&entry.object).map_err(store_err)
+    let parent = ctx.parent.as_ref().map(|p| p.stage.as_str()).unwrap_or("?");
+    ctx.store
+        .get(&entry.object)
+        .map_err(|e| store_err(e.within(format!("`{name}` of the output of stage `{parent}`"))))
 }
 
 fn load_parent(ctx: &StageContext<'_>, dev: &Device) -> Result<Option<Base>, StageError> {
@@ -834,7 +837,9 @@ impl StageExecutor for TrainExecutor {
             })
         };
         let config_entry = entry("config.json")?;
-        let bytes = store.get(&config_entry.object).map_err(store_err)?;
+        let bytes = store
+            .get(&config_entry.object)
+            .map_err(|e| store_err(e.within("`config.json` of the first stage's output")))?;
         let config: Value = serde_json::from_slice(&bytes)
             .map_err(|e| internal(format!("the first stage's config.json: {e}")))?;
         let cfg = parse_hf_config(&config, spec.model.family).map_err(model_err("config.json"))?;

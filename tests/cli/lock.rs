@@ -128,12 +128,28 @@ fn state_cache_skips_rehash_but_notices_changes() {
             .set_modified(t)
             .unwrap();
     }
+    // No store yet: the cache has nowhere to go, and nothing is created for it.
     let o = p.bin(&["lock", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["hashed"], 4);
-    let o = p.bin(&["lock", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["hashed"], 0, "second lock uses the cache: {v}");
+    assert!(!p.store().exists(), "lock created a store directory");
+    medrun::store::Store::open(&p.store()).unwrap();
+    let lock_json = |args: &[&str]| -> serde_json::Value {
+        let o = p.bin(args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    // `lock` writes datasets.lock, so it hashes fresh and only fills the cache.
+    for _ in 0..2 {
+        let v = lock_json(&["lock", "--json"]);
+        assert_eq!(
+            (v["hashed"].as_u64(), v["cache_hits"].as_u64()),
+            (Some(4), Some(0)),
+            "{v}"
+        );
+    }
+    let v = lock_json(&["lock", "--check", "--json"]);
+    assert_eq!(v["hashed"], 0, "lock --check uses the cache: {v}");
     assert_eq!(v["cache_hits"], 4);
     p.write("data/mc.jsonl", "{\"question\":\"changed\"}\n");
     let o = p.bin(&["lock", "--check"]);

@@ -4,6 +4,7 @@ mod common;
 mod demo;
 mod eval;
 mod generation;
+mod integrity;
 mod keys;
 mod lock;
 mod paths;
