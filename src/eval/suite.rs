@@ -216,16 +216,22 @@ pub fn evaluate(
     )?;
     // Cached results count only when their tree and its objects hash right; damaged ones are
     // computed again, which restores them.
-    if !cx.no_cache
-        && let crate::store::CachedOutput::Intact { output: out, .. } =
-            cx.store.cached_output(&key)?
-    {
-        let results = read_results(cx.store, &out)?;
-        return Ok(Evaluated {
-            output: out,
-            results,
-            cached: true,
-        });
+    if !cx.no_cache {
+        match cx.store.cached_output(&key)? {
+            crate::store::CachedOutput::Intact { output: out, .. } => {
+                let results = read_results(cx.store, &out)?;
+                return Ok(Evaluated {
+                    output: out,
+                    results,
+                    cached: true,
+                });
+            }
+            crate::store::CachedOutput::Damaged { problem, .. } => tracing::warn!(
+                "the cached results of suite `{}` are damaged ({problem}); evaluating again, which restores them",
+                suite.name
+            ),
+            crate::store::CachedOutput::None => {}
+        }
     }
     // Read every dataset before loading the model: a malformed record fails fast.
     let mut data: BTreeMap<String, Vec<super::data::Record>> = BTreeMap::new();

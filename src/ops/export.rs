@@ -154,6 +154,17 @@ pub struct ExportReport {
 /// staging directory and any parent directories it created are removed); staging directories of
 /// killed exports beside `dir` are removed at the next export there.
 pub fn export(project: &super::Project, reference: &str, dir: &Path) -> Result<ExportReport> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // Staging directories of killed exports go first, whatever happens to this one.
+    if parent.is_dir() {
+        let cleaned = crate::tempfiles::clean_stale_exports(parent);
+        for (path, e) in &cleaned.failed {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale export directory");
+        }
+    }
     let store = Store::open_existing(&project.store_dir)?;
     let ck = checkpoint_of(&store, &project.root, reference)?;
     if !ck.tree.entries.contains_key("model.safetensors") {
@@ -176,16 +187,8 @@ pub fn export(project: &super::Project, reference: &str, dir: &Path) -> Result<E
             ));
         }
     }
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let created = create_parents(parent)
         .map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
-    let cleaned = crate::tempfiles::clean_stale_exports(parent);
-    for (path, e) in &cleaned.failed {
-        tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale export directory");
-    }
     let tmp_path = parent.join(crate::tempfiles::export_dir_name());
     let result = std::fs::create_dir(&tmp_path)
         .map_err(|e| Error::Io(format!("cannot write in {}: {e}", parent.display())))

@@ -1,11 +1,12 @@
-# about: a cached results object hand-edited to hold null is store corruption: promote reports the corrupt object (exit 1) and points to medrun verify, not a JSON type error
+# about: a cached results object hand-edited to hold null fails its hash: promote never reads the null (no JSON type error), it evaluates again, judges fresh results and restores the object
 # fixture: trained
 # run: medrun promote latest:dpo --to prod
-# exit: 1
-# expect: is corrupt
-# expect: medrun verify
-# writes: .medrun/state-v1.json
-# check: test ! -e promotions.yaml
+# exit: 0
+# expect: damaged
+# stdout: pass
+# writes: promotions.yaml .medrun/**
+# check: medrun verify
+# check: grep -q 'channel: "prod"' promotions.yaml
 python3 - "$STORE" "$(tree_id dpo)" <<'PY'
 import json, os, sys
 STORE, CHECKPOINT = sys.argv[1], sys.argv[2]
