@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::lineage::{self, Target};
+use crate::lineage::{Target, record, seal};
 use crate::store::{Store, Tree};
 
 /// Files copied into an exported directory when the output has them (`model.safetensors` is
@@ -40,7 +40,7 @@ fn problem(message: String, hint: &str) -> Error {
 /// Resolve a REF to a stage output: `RUN:STAGE`, a run (its last stage), a promotion channel in
 /// `root`'s promotions.yaml, or a tree's hash.
 pub fn checkpoint_of(store: &Store, root: &Path, reference: &str) -> Result<Checkpoint> {
-    let (run_id, stage, output) = match lineage::resolve_with_channels(store, root, reference)? {
+    let (run_id, stage, output) = match super::promotions::resolve(store, root, reference)? {
         Target::Stage(r, s) => {
             let out = r
                 .stage(&s)
@@ -103,6 +103,13 @@ pub struct ExportReport {
 pub fn export(project: &super::Project, reference: &str, dir: &Path) -> Result<ExportReport> {
     let store = Store::open_existing(&project.store_dir)?;
     let ck = checkpoint_of(&store, &project.root, reference)?;
+    // Shipping weights by run name trusts the run's record: it must be sealed and intact.
+    if let Some(run) = &ck.run_id {
+        let path = seal::record_path(&store, run);
+        if let Ok(r) = record::read_record(&store, &path)? {
+            r.sealed(&store)?;
+        }
+    }
     if !ck.tree.entries.contains_key("model.safetensors") {
         return Err(problem(
             format!(

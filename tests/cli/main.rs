@@ -5,6 +5,7 @@ mod demo;
 mod eval;
 mod keys;
 mod lock;
+mod promotions;
 mod run;
 mod snapshots;
 mod store;
