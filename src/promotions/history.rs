@@ -171,21 +171,15 @@ pub fn check(
         shallow: repo.repo.is_shallow(),
         ..HistoryReport::default()
     };
-    let mut problems = Vec::new();
     let Some(head) = repo.head() else {
-        return Ok((report, problems));
+        return Ok((report, Vec::new()));
     };
     let path = repo.path(PROMOTIONS_FILE);
     let mut walk = repo.repo.revwalk().map_err(git_err)?;
     walk.push(head).map_err(git_err)?;
     walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
         .map_err(git_err)?;
-    let mut blob_of: HashMap<git2::Oid, Option<git2::Oid>> = HashMap::new();
-    // Per commit: the readable version-2 versions (blob ids) its descendants must keep.
-    let mut effective: HashMap<git2::Oid, Vec<git2::Oid>> = HashMap::new();
-    let mut versions: HashMap<git2::Oid, Version> = HashMap::new();
-    // Per version: the first commit that did not keep it, and the block it dropped.
-    let mut dropped: HashMap<git2::Oid, (git2::Oid, usize)> = HashMap::new();
+    let mut w = Walk::default();
     for id in walk {
         let id = id.map_err(git_err)?;
         let commit = repo.repo.find_commit(id).map_err(git_err)?;
@@ -197,39 +191,57 @@ pub fn check(
             .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
             .map(|e| e.id());
         if let Some(b) = blob
-            && !versions.contains_key(&b)
+            && !w.versions.contains_key(&b)
         {
             let bytes = repo.repo.find_blob(b).map_err(git_err)?;
-            versions.insert(b, version(bytes.content()));
+            w.versions.insert(b, version(bytes.content()));
         }
         let parents: Vec<git2::Oid> = commit
             .parent_ids()
-            .filter(|p| blob_of.contains_key(p))
+            .filter(|p| w.blob_of.contains_key(p))
             .collect();
-        if parents.iter().any(|p| blob_of[p] != blob) || (parents.is_empty() && blob.is_some()) {
+        if parents.iter().any(|p| w.blob_of[p] != blob) || (parents.is_empty() && blob.is_some()) {
             report.changes += 1;
         }
-        let mine = blob.and_then(|b| versions.get(&b));
+        w.step(id, blob, &parents);
+    }
+    let problems = blame(repo, &w, current)?;
+    Ok((report, problems))
+}
+
+/// What the walk keeps per commit and per version of the file.
+#[derive(Default)]
+struct Walk {
+    /// Commit → its version of the file (blob id).
+    blob_of: HashMap<git2::Oid, Option<git2::Oid>>,
+    /// Commit → the readable version-2 versions (blob ids) its descendants must keep.
+    effective: HashMap<git2::Oid, Vec<git2::Oid>>,
+    versions: HashMap<git2::Oid, Version>,
+    /// Version → the first commit that did not keep it, and the block it dropped.
+    dropped: HashMap<git2::Oid, (git2::Oid, usize)>,
+}
+
+impl Walk {
+    /// Commit `id` (whose version is `blob`, whose walked parents are `parents`).
+    fn step(&mut self, id: git2::Oid, blob: Option<git2::Oid>, parents: &[git2::Oid]) {
         let mut eff: Vec<git2::Oid> = Vec::new();
-        match mine {
+        let changed: Vec<&git2::Oid> = parents.iter().filter(|p| self.blob_of[p] != blob).collect();
+        match blob.and_then(|b| self.versions.get(&b)) {
             Some(Version::V2(now)) => {
-                for p in &parents {
-                    if blob_of[p] == blob {
-                        continue;
-                    }
-                    for e in &effective[p] {
-                        if let Some(Version::V2(before)) = versions.get(e)
+                for p in changed {
+                    for e in &self.effective[p] {
+                        if let Some(Version::V2(before)) = self.versions.get(e)
                             && let Err(i) = keeps(now, before)
                         {
-                            dropped.entry(*e).or_insert((id, i));
+                            self.dropped.entry(*e).or_insert((id, i));
                         }
                     }
                 }
                 eff.extend(blob);
             }
             Some(Version::Unreadable) => {
-                for p in &parents {
-                    for e in &effective[p] {
+                for p in parents {
+                    for e in &self.effective[p] {
                         if !eff.contains(e) {
                             eff.push(*e);
                         }
@@ -237,41 +249,43 @@ pub fn check(
                 }
             }
             None | Some(Version::V1) => {
-                for p in &parents {
-                    if blob_of[p] == blob {
-                        continue;
-                    }
-                    for e in &effective[p] {
-                        if let Some(Version::V2(before)) = versions.get(e)
+                for p in changed {
+                    for e in &self.effective[p] {
+                        if let Some(Version::V2(before)) = self.versions.get(e)
                             && !before.is_empty()
                         {
-                            dropped.entry(*e).or_insert((id, 0));
+                            self.dropped.entry(*e).or_insert((id, 0));
                         }
                     }
                 }
             }
         }
-        blob_of.insert(id, blob);
-        effective.insert(id, eff);
+        self.blob_of.insert(id, blob);
+        self.effective.insert(id, eff);
     }
-    // Which earlier versions the current file does not keep, each blamed on a commit.
+}
+
+/// The earlier versions that the current file does not keep, each blamed on the commit that
+/// first dropped it (or on the work tree): one problem per commit.
+fn blame(repo: &Repo, w: &Walk, current: Option<&str>) -> Result<Vec<Problem>, PromotionError> {
     let now: Vec<String> = current
         .and_then(blocks)
         .map(|b| b.into_iter().map(str::to_string).collect())
         .unwrap_or_default();
+    let mut problems = Vec::new();
     let mut seen: HashSet<git2::Oid> = HashSet::new();
-    for v in blob_of.values().flatten() {
+    for v in w.blob_of.values().flatten() {
         if !seen.insert(*v) {
             continue;
         }
-        let Some(Version::V2(before)) = versions.get(v) else {
+        let Some(Version::V2(before)) = w.versions.get(v) else {
             continue;
         };
         let Err(i) = keeps(&now, before) else {
             continue;
         };
         let block = &before[i];
-        let (at, what) = match dropped.get(v) {
+        let (at, message) = match w.dropped.get(v) {
             Some((commit, _)) => {
                 let c = repo.repo.find_commit(*commit).map_err(git_err)?;
                 let summary = c.summary().ok().flatten().unwrap_or("").to_string();
@@ -293,14 +307,13 @@ pub fn check(
         };
         problems.push(Problem {
             at,
-            message: what,
+            message,
             hint: HINT.into(),
         });
     }
-    // One problem per rewriting commit (and one for the work tree).
     problems.sort_by(|a, b| a.at.cmp(&b.at).then(a.message.cmp(&b.message)));
     problems.dedup_by(|a, b| a.at == b.at);
-    Ok((report, problems))
+    Ok(problems)
 }
 
 #[cfg(test)]
