@@ -568,10 +568,13 @@ pub(crate) fn blocks(text: &str) -> Option<Vec<&str>> {
     let mut start = 0;
     let mut offset = 0;
     for line in rest.split_inclusive('\n') {
-        if line.starts_with("  - channel: ") && offset > start {
-            out.push(&rest[start..offset]);
-            start = offset;
-        } else if offset == 0 && !line.starts_with("  - channel: ") {
+        if line.starts_with("  - channel: ") {
+            if offset > start {
+                out.push(&rest[start..offset]);
+                start = offset;
+            }
+        } else if offset == 0 || !line.starts_with("    ") {
+            // Every other line of an entry is indented under it (a conflict marker is not).
             return None;
         }
         offset += line.len();

@@ -1,20 +1,24 @@
 //! The git side of a promotion history: the committed file only ever grows.
 //!
 //! Every version of `promotions.yaml` committed in HEAD's history is a list of entry blocks (the
-//! canonical text of each entry). The current file (the work tree's, which extends HEAD's) must
-//! keep every block of every earlier version, byte for byte and in the same order; new entries
-//! may only be added, at the end by a commit, or interleaved by a merge of two branches that each
-//! appended. A version whose blocks are not all kept is a rewrite, and the commit that made it is
-//! found by walking the history with git2: the first commit whose version does not keep its
-//! parent's. Versions that are not readable as version 2 are handled as follows: a version-1 file
-//! (or no file) before the first version-2 one starts the history afresh (the upgrade), a file
-//! removed or turned back into version 1 after it is a rewrite, and a version that is not in the
-//! canonical outline (a committed merge conflict, say) is looked through: the next readable
-//! version must keep the blocks of the last readable one. A rewrite that a later commit undid (the
-//! current file keeps every block again) is not reported.
+//! canonical text of each entry). A version is **clean** when it keeps every block of every clean
+//! version before it (in its commit's ancestry), byte for byte and in the same order: new entries
+//! are only added, at the end by a commit, or interleaved by a merge of two branches that each
+//! appended. A version that drops, changes or moves a block of a clean version is a **rewrite**,
+//! made by the first commit that did not keep it. The current file (the work tree's) must keep
+//! every clean version of HEAD's history; each one it does not keep is reported with the commit
+//! that dropped it (or the work tree, when no commit did). So every entry ever appended is still
+//! there, in order; a rewrite that a later commit undid (restoring the entries, removing an edited
+//! copy) is no longer reported, because a rewritten version is not clean and need not be kept.
+//!
+//! Versions not readable as version 2: a version-1 file (or no file) before the first clean
+//! version starts the history afresh (the upgrade); a file removed or turned back into version 1
+//! after one is a rewrite; a version not in the canonical outline (a committed merge conflict,
+//! say) is looked through (neither clean nor a rewrite).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use super::format::blocks;
 use super::verify::Problem;
@@ -205,7 +209,7 @@ pub fn check(
         }
         w.step(id, blob, &parents);
     }
-    let problems = blame(repo, &w, current)?;
+    let problems = blame(repo, &w, head, current)?;
     Ok((report, problems))
 }
 
@@ -214,70 +218,80 @@ pub fn check(
 struct Walk {
     /// Commit → its version of the file (blob id).
     blob_of: HashMap<git2::Oid, Option<git2::Oid>>,
-    /// Commit → the readable version-2 versions (blob ids) its descendants must keep.
-    effective: HashMap<git2::Oid, Vec<git2::Oid>>,
+    /// Commit → the clean versions (blob ids) in its ancestry, its own included.
+    clean: HashMap<git2::Oid, Rc<BTreeSet<git2::Oid>>>,
+    /// Commit → the clean versions of its ancestry that its version does not keep.
+    missing: HashMap<git2::Oid, Rc<BTreeSet<git2::Oid>>>,
     versions: HashMap<git2::Oid, Version>,
-    /// Version → the first commit that did not keep it, and the block it dropped.
-    dropped: HashMap<git2::Oid, (git2::Oid, usize)>,
+    /// Clean version → the latest commit that stopped keeping it (its parent kept it).
+    dropped: HashMap<git2::Oid, git2::Oid>,
 }
 
 impl Walk {
     /// Commit `id` (whose version is `blob`, whose walked parents are `parents`).
     fn step(&mut self, id: git2::Oid, blob: Option<git2::Oid>, parents: &[git2::Oid]) {
-        let mut eff: Vec<git2::Oid> = Vec::new();
-        let changed: Vec<&git2::Oid> = parents.iter().filter(|p| self.blob_of[p] != blob).collect();
-        match blob.and_then(|b| self.versions.get(&b)) {
-            Some(Version::V2(now)) => {
-                for p in changed {
-                    for e in &self.effective[p] {
-                        if let Some(Version::V2(before)) = self.versions.get(e)
-                            && let Err(i) = keeps(now, before)
-                        {
-                            self.dropped.entry(*e).or_insert((id, i));
-                        }
-                    }
-                }
-                eff.extend(blob);
-            }
-            Some(Version::Unreadable) => {
-                for p in parents {
-                    for e in &self.effective[p] {
-                        if !eff.contains(e) {
-                            eff.push(*e);
-                        }
-                    }
-                }
-            }
-            None | Some(Version::V1) => {
-                for p in changed {
-                    for e in &self.effective[p] {
-                        if let Some(Version::V2(before)) = self.versions.get(e)
-                            && !before.is_empty()
-                        {
-                            self.dropped.entry(*e).or_insert((id, 0));
-                        }
-                    }
-                }
+        if let [p] = parents
+            && self.blob_of[p] == blob
+        {
+            let (clean, missing) = (Rc::clone(&self.clean[p]), Rc::clone(&self.missing[p]));
+            self.clean.insert(id, clean);
+            self.missing.insert(id, missing);
+            self.blob_of.insert(id, blob);
+            return;
+        }
+        let mut clean: BTreeSet<git2::Oid> = BTreeSet::new();
+        let mut inherited: BTreeSet<git2::Oid> = BTreeSet::new();
+        for p in parents {
+            clean.extend(self.clean[p].iter().copied());
+            inherited.extend(self.missing[p].iter().copied());
+        }
+        let missing: BTreeSet<git2::Oid> = match blob.and_then(|b| self.versions.get(&b)) {
+            Some(Version::V2(now)) => clean
+                .iter()
+                .filter(|v| matches!(self.versions.get(v), Some(Version::V2(before)) if keeps(now, before).is_err()))
+                .copied()
+                .collect(),
+            // Looked through: it neither keeps nor drops anything new.
+            Some(Version::Unreadable) => inherited,
+            None | Some(Version::V1) => clean
+                .iter()
+                .filter(|v| matches!(self.versions.get(v), Some(Version::V2(before)) if !before.is_empty()))
+                .copied()
+                .collect(),
+        };
+        if matches!(
+            blob.and_then(|b| self.versions.get(&b)),
+            Some(Version::V2(_))
+        ) && missing.is_empty()
+        {
+            clean.extend(blob);
+        }
+        for v in &missing {
+            // A transition: some parent still kept `v` (or had not seen it as missing).
+            if parents.iter().any(|p| !self.missing[p].contains(v)) {
+                self.dropped.insert(*v, id);
             }
         }
         self.blob_of.insert(id, blob);
-        self.effective.insert(id, eff);
+        self.clean.insert(id, Rc::new(clean));
+        self.missing.insert(id, Rc::new(missing));
     }
 }
 
-/// The earlier versions that the current file does not keep, each blamed on the commit that
-/// first dropped it (or on the work tree): one problem per commit.
-fn blame(repo: &Repo, w: &Walk, current: Option<&str>) -> Result<Vec<Problem>, PromotionError> {
+/// The clean versions of HEAD's history that the current file does not keep, each blamed on the
+/// commit that first dropped it (or on the work tree): one problem per commit.
+fn blame(
+    repo: &Repo,
+    w: &Walk,
+    head: git2::Oid,
+    current: Option<&str>,
+) -> Result<Vec<Problem>, PromotionError> {
     let now: Vec<String> = current
         .and_then(blocks)
         .map(|b| b.into_iter().map(str::to_string).collect())
         .unwrap_or_default();
     let mut problems = Vec::new();
-    let mut seen: HashSet<git2::Oid> = HashSet::new();
-    for v in w.blob_of.values().flatten() {
-        if !seen.insert(*v) {
-            continue;
-        }
+    for v in w.clean.get(&head).map(|c| c.iter()).into_iter().flatten() {
         let Some(Version::V2(before)) = w.versions.get(v) else {
             continue;
         };
@@ -285,8 +299,9 @@ fn blame(repo: &Repo, w: &Walk, current: Option<&str>) -> Result<Vec<Problem>, P
             continue;
         };
         let block = &before[i];
-        let (at, message) = match w.dropped.get(v) {
-            Some((commit, _)) => {
+        let by_commit = w.missing.get(&head).is_some_and(|m| m.contains(v));
+        let (at, message) = match w.dropped.get(v).filter(|_| by_commit) {
+            Some(commit) => {
                 let c = repo.repo.find_commit(*commit).map_err(git_err)?;
                 let summary = c.summary().ok().flatten().unwrap_or("").to_string();
                 (
@@ -322,6 +337,173 @@ mod tests {
 
     fn v(x: &[&str]) -> Vec<String> {
         x.iter().map(|s| s.to_string()).collect()
+    }
+
+    struct Git(tempfile::TempDir);
+
+    impl Git {
+        fn new() -> Git {
+            let g = Git(tempfile::tempdir().expect("tempdir"));
+            g.run(&["init", "-q", "-b", "main"]);
+            g
+        }
+
+        fn run(&self, args: &[&str]) {
+            let o = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .current_dir(self.0.path())
+                .output()
+                .expect("git");
+            assert!(
+                o.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+
+        /// Commit `promotions.yaml` with the given entry names (`None`: no file; `Some(text)`
+        /// with `raw`: that text as it is).
+        fn commit(&self, entries: Option<&[&str]>, message: &str) {
+            let path = self.0.path().join(PROMOTIONS_FILE);
+            match entries {
+                Some(names) => std::fs::write(&path, file(names)).expect("write"),
+                None => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+            self.run(&["add", "-A"]);
+            self.run(&["commit", "-q", "--allow-empty", "-m", message]);
+        }
+
+        /// Start merging `branch`; the conflict in promotions.yaml is resolved by the next commit.
+        fn merge(&self, branch: &str) {
+            let _ = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@t", "merge", "-q"])
+                .args(["--no-commit", branch])
+                .current_dir(self.0.path())
+                .output()
+                .expect("git");
+            assert!(
+                self.0.path().join(".git/MERGE_HEAD").exists(),
+                "a merge in progress"
+            );
+        }
+
+        fn raw(&self, text: &str, message: &str) {
+            std::fs::write(self.0.path().join(PROMOTIONS_FILE), text).expect("write");
+            self.run(&["add", "-A"]);
+            self.run(&["commit", "-q", "-m", message]);
+        }
+
+        /// The problems for the work tree's file, as (at is a commit, message).
+        fn check(&self) -> Vec<String> {
+            let repo = Repo::open(self.0.path()).expect("repo");
+            let current = std::fs::read_to_string(self.0.path().join(PROMOTIONS_FILE)).ok();
+            let (report, problems) = check(&repo, current.as_deref()).expect("check");
+            assert!(report.commits > 0);
+            problems
+                .into_iter()
+                .map(|p| format!("{}: {}", p.at, p.message))
+                .collect()
+        }
+    }
+
+    fn file(names: &[&str]) -> String {
+        let mut s = crate::promotions::header();
+        for n in names {
+            s.push_str(&format!(
+                "  - channel: \"{n}\"\n    checkpoint: \"{n}{n}\"\n"
+            ));
+        }
+        s
+    }
+
+    #[test]
+    fn appends_merges_and_the_version_1_upgrade_are_not_rewrites() {
+        let g = Git::new();
+        g.raw("version: 1\npromotions:\n", "v1");
+        g.commit(Some(&["a"]), "upgrade");
+        g.commit(Some(&["a", "b"]), "b");
+        g.run(&["checkout", "-q", "-b", "side"]);
+        g.commit(Some(&["a", "b", "c"]), "c on side");
+        g.run(&["checkout", "-q", "main"]);
+        g.commit(Some(&["a", "b", "d"]), "d on main");
+        // The merge interleaves both branches' appended blocks.
+        g.merge("side");
+        g.commit(Some(&["a", "b", "c", "d"]), "merge");
+        // A conflicted version committed by mistake is looked through.
+        g.raw(
+            &format!("{}<<<<<<< HEAD\n", file(&["a", "b", "c", "d"])),
+            "oops",
+        );
+        g.commit(Some(&["a", "b", "c", "d", "e"]), "fixed, and e");
+        assert_eq!(g.check(), Vec::<String>::new());
+        // An uncommitted append is fine; an uncommitted removal is not.
+        std::fs::write(
+            g.0.path().join(PROMOTIONS_FILE),
+            file(&["a", "b", "c", "d", "e", "f"]),
+        )
+        .expect("write");
+        assert_eq!(g.check(), Vec::<String>::new());
+        std::fs::write(
+            g.0.path().join(PROMOTIONS_FILE),
+            file(&["a", "b", "d", "e"]),
+        )
+        .expect("write");
+        let p = g.check();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("promotions.yaml: the uncommitted"),
+            "{p:?}"
+        );
+        assert!(p[0].contains("`c`"), "{p:?}");
+    }
+
+    #[test]
+    fn a_rewrite_is_blamed_on_the_commit_that_made_it_until_it_is_undone() {
+        let g = Git::new();
+        g.commit(Some(&["a"]), "a");
+        g.commit(Some(&["a", "b"]), "b");
+        g.commit(Some(&["a"]), "roll back b");
+        g.commit(Some(&["a", "c"]), "c");
+        let p = g.check();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("commit "), "{p:?}");
+        assert!(
+            p[0].contains("\"roll back b\" rewrote promotions.yaml"),
+            "{p:?}"
+        );
+        assert!(p[0].contains("`b`"), "{p:?}");
+        // Putting b back (and keeping c after it) undoes the rewrite.
+        g.commit(Some(&["a", "b", "c"]), "restore b");
+        assert_eq!(g.check(), Vec::<String>::new());
+        // Reordering, editing, deleting the file, and going back to version 1 are rewrites, each
+        // reported until a commit undoes it.
+        for (bad, name) in [
+            (Some(&["b", "a", "c"][..]), "reorder"),
+            (Some(&["a", "x", "c"][..]), "edit"),
+            (Some(&["a", "b"][..]), "drop the newest"),
+            (None, "delete"),
+        ] {
+            g.commit(bad, name);
+            let p = g.check();
+            assert_eq!(p.len(), 1, "{name}: {p:?}");
+            assert!(p[0].contains(&format!("\"{name}\" rewrote")), "{p:?}");
+            g.commit(Some(&["a", "b", "c"]), "undo");
+            assert_eq!(g.check(), Vec::<String>::new(), "after undoing {name}");
+        }
+        g.raw("version: 1\npromotions:\n", "downgrade");
+        assert!(
+            g.check()[0].contains("\"downgrade\" rewrote"),
+            "{:?}",
+            g.check()
+        );
+        // Appending on top of a rewrite does not launder it.
+        g.commit(Some(&["a", "c", "d"]), "rewrite b away");
+        g.commit(Some(&["a", "c", "d", "e"]), "append e");
+        let p = g.check();
+        assert!(p.iter().any(|m| m.contains("`b`")), "{p:?}");
     }
 
     #[test]
