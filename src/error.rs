@@ -45,6 +45,9 @@ pub enum Error {
     Problems { message: String, hint: String },
     #[error(transparent)]
     Promotion(#[from] crate::promotions::PromotionError),
+    /// A run record that fails its seal, or is not sealed where a sealed one is needed.
+    #[error(transparent)]
+    Seal(#[from] crate::lineage::SealError),
     /// A reproduction produced other bytes than the record (exit 4).
     #[error("{message}")]
     ReproDiffers { message: String, hint: String },
@@ -66,9 +69,10 @@ impl Error {
             | Error::Ref(_)
             | Error::Device(_)
             | Error::Dirty { .. } => EXIT_USER,
-            Error::Problems { .. } | Error::EvalIncomplete { .. } | Error::Promotion(_) => {
-                EXIT_USER
-            }
+            Error::Problems { .. }
+            | Error::EvalIncomplete { .. }
+            | Error::Promotion(_)
+            | Error::Seal(_) => EXIT_USER,
             Error::GateRejected { .. } => EXIT_GATE,
             Error::ReproDiffers { .. } => EXIT_REPRO,
             Error::Store(e) if e.is_user_error() => EXIT_USER,
@@ -99,6 +103,7 @@ impl Error {
             | Error::GateRejected { hint, .. }
             | Error::ReproDiffers { hint, .. } => hint.clone(),
             Error::Promotion(e) => e.hint(),
+            Error::Seal(e) => e.hint(),
             Error::Io(_) => return None,
         })
     }

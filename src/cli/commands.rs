@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{Cli, Command, LineageFormat};
+use super::{Cli, Command, LineageFormat, PromotionsAction};
 use crate::error::{EXIT_OK, EXIT_USER, Error, Result};
 use crate::lineage::{self, Target, render};
 use crate::ops::{self, Project};
@@ -263,6 +263,9 @@ pub fn dispatch(cli: &Cli, executors: &Executors, p: &Printer) -> Result<u8> {
             lineage(reference, store, f, p)
         }
         Command::Verify => verify(store, p),
+        Command::Promotions {
+            action: PromotionsAction::Verify,
+        } => promotions_verify(store, p),
         Command::Gc { keep, dry_run } => gc(store, keep, *dry_run, p),
     }
 }
@@ -409,7 +412,7 @@ fn run(
 fn lineage(reference: &str, store: Option<&Path>, f: LineageFormat, p: &Printer) -> Result<u8> {
     let project = cwd_project(store)?;
     let store = Store::open_existing(&project.store_dir)?;
-    let target = lineage::resolve_with_channels(&store, &project.root, reference)?;
+    let target = ops::promotions::resolve(&store, &project.root, reference)?;
     let runs = lineage::load_runs(&store)?;
     match (&target, f) {
         (Target::Run(r), LineageFormat::Text) => p.data(&render::run_text(r)),
@@ -435,7 +438,7 @@ fn lineage(reference: &str, store: Option<&Path>, f: LineageFormat, p: &Printer)
             }
         }
         (Target::Object(id), f) => {
-            let prods = lineage::producers(&runs, id);
+            let prods = lineage::producers(&store, &runs, id)?;
             if prods.is_empty() {
                 return Err(Error::Problems {
                     message: format!("object {id} is in the store, but no run record produced it"),
@@ -500,25 +503,94 @@ fn verify(store: Option<&Path>, p: &Printer) -> Result<u8> {
         for (id, from) in &report.missing {
             p.data(&format!("missing  {id}  (referenced by {from})"));
         }
+        for (file, problem) in &report.tampered {
+            p.data(&format!("tampered  {file}  ({problem})"));
+        }
+        for (file, note) in &report.unsealed {
+            p.data(&format!("unsealed  {file}  ({note})"));
+        }
         p.status(&format!(
-            "checked {} objects ({} bytes): {} corrupt, {} missing",
+            "checked {} objects ({} bytes): {} corrupt, {} missing; {} run records sealed, {} tampered, {} unsealed",
             report.objects,
             report.bytes,
             report.corrupt.len(),
-            report.missing.len()
+            report.missing.len(),
+            report.sealed_records,
+            report.tampered.len(),
+            report.unsealed.len()
         ));
     }
     if report.ok() {
         Ok(EXIT_OK)
     } else {
         if !p.json {
+            let hint = if report.tampered.is_empty() {
+                "run the spec that produced them again (`medrun run SPEC`; `medrun lineage HASH` names the producer): each stage or evaluation whose stored output is damaged runs again, and storing its bytes replaces the damaged objects"
+            } else {
+                "run records are never edited: restore a tampered record from the object that holds its sealed bytes (`cp .medrun/objects-v1/ab/cdef… .medrun/runs-v1/RUN.jsonl`), or from a copy of the store; run the spec again to replace damaged objects"
+            };
+            let first = report
+                .tampered
+                .first()
+                .map(|(f, why)| format!(": {f}: {why}"))
+                .unwrap_or_default();
             p.error(
                 &format!(
-                    "the store has {} corrupt and {} missing object(s)",
+                    "the store has {} corrupt and {} missing object(s), and {} tampered run record(s){first}",
                     report.corrupt.len(),
-                    report.missing.len()
+                    report.missing.len(),
+                    report.tampered.len()
                 ),
-                Some("run the spec that produced them again (`medrun run SPEC`; `medrun lineage HASH` names the producer): each stage or evaluation whose stored output is damaged runs again, and storing its bytes replaces the damaged objects"),
+                Some(hint),
+            );
+        }
+        Ok(EXIT_USER)
+    }
+}
+
+fn promotions_verify(store: Option<&Path>, p: &Printer) -> Result<u8> {
+    let project = cwd_project(store)?;
+    let out = ops::promotions::verify_all(&project)?;
+    if p.json {
+        p.json_value(&serde_json::to_value(&out).unwrap_or_default());
+    } else {
+        for pr in &out.report.problems {
+            p.data(&format!("{}: {}\n  hint: {}", pr.at, pr.message, pr.hint));
+        }
+        let h = &out.report.history;
+        p.status(&format!(
+            "verified {} promotion(s) of {} channel(s) against the store ({} bytes of checkpoints re-hashed) and {} commit(s) of git history{} in {:.2}s: {} problem(s)",
+            out.report.entries,
+            out.channels.len(),
+            out.report.hashed_bytes,
+            h.commits,
+            if h.shallow { " (a shallow clone: older commits unseen)" } else { "" },
+            out.seconds,
+            out.report.problems.len()
+        ));
+    }
+    if out.ok {
+        Ok(EXIT_OK)
+    } else {
+        if !p.json
+            && let Some(first) = out.report.problems.first()
+        {
+            let more = out.report.problems.len() - 1;
+            p.error(
+                &format!(
+                    "promotions.yaml does not verify: {}: {}{}",
+                    first.at,
+                    first.message,
+                    if more > 0 {
+                        format!(" (and {more} more problem(s), listed above)")
+                    } else {
+                        String::new()
+                    }
+                ),
+                Some(&format!(
+                    "{}; no channel of this history can be used until it verifies",
+                    first.hint
+                )),
             );
         }
         Ok(EXIT_USER)

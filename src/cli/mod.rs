@@ -181,13 +181,19 @@ pub enum Command {
     },
     /// Write a stage's model (LoRA merged) as a Hugging Face directory that `transformers` loads.
     Export {
-        /// `RUN:STAGE`, a run id or prefix (its last stage), `latest`, or an output hash.
+        /// `RUN:STAGE`, a run id or prefix (its last stage), `latest`, a channel, or an output hash.
         reference: String,
         /// The directory to create (must not exist, or be empty).
         dir: PathBuf,
     },
-    /// Re-hash every object in the store; exit 1 if any is corrupt or missing.
+    /// Re-hash every object in the store and check every run record against its seal; exit 1 if
+    /// an object is corrupt or missing, or a record was tampered with.
     Verify,
+    /// Work with the promotion history (promotions.yaml).
+    Promotions {
+        #[command(subcommand)]
+        action: PromotionsAction,
+    },
     /// Delete objects that no run record, promotion or --keep root reaches.
     Gc {
         /// Also keep what this REF reaches (repeatable).
@@ -197,6 +203,14 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PromotionsAction {
+    /// Re-derive every promotion from the store and git: sealed run records, the spec's gates at
+    /// the run's commit, the stored results re-judged, the checkpoints re-hashed, and the file's
+    /// git history append-only. Exit 1 on any problem.
+    Verify,
 }
 
 fn init_tracing(verbose: u8, quiet: bool) {

@@ -1,6 +1,7 @@
 //! Run records: one append-only JSON-lines file per run (`runs-v1/<run id>.jsonl`). Each line is
 //! one event, written whole and fsynced; a line torn by a crash is ignored when reading, and
-//! everything before it stays valid.
+//! everything before it stays valid. When the run ends the record is sealed ([`super::seal`]),
+//! and every read checks it against its seal.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::seal::{Seal, SealError};
 use crate::env::{DeviceClass, EngineFingerprint, HostFacts};
 use crate::provenance::GitState;
 use crate::store::{Store, StoreError, io_at};
@@ -159,6 +161,11 @@ impl StageState {
 /// A run, folded from its record file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunRecord {
+    /// The record file this run was read from.
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// Where the record stands against its seal ([`super::seal`]).
+    pub seal: Seal,
     pub started: RunStarted,
     /// In plan order.
     pub stages: Vec<(PlannedStage, StageState)>,
@@ -188,6 +195,30 @@ impl RunRecord {
         self.stages.iter().find(|(p, _)| p.name == name)
     }
 
+    /// Refuse a record that no longer matches its seal (edited after sealing, or a damaged
+    /// seal). An unsealed record (an interrupted run) passes.
+    pub fn check_intact(&self, store: &Store) -> Result<(), SealError> {
+        match super::seal::problem(store, self.id(), &self.seal, &self.path) {
+            Some(e @ SealError::Broken { .. }) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The address of the sealed record: refuses unsealed and broken records.
+    pub fn sealed(&self, store: &Store) -> Result<&str, SealError> {
+        match &self.seal {
+            Seal::Sealed { object } => Ok(object),
+            other => Err(
+                super::seal::problem(store, self.id(), other, &self.path).unwrap_or(
+                    SealError::Unsealed {
+                        run: self.id().to_string(),
+                        path: self.path.clone(),
+                    },
+                ),
+            ),
+        }
+    }
+
     /// Every object this run references (gc roots).
     pub fn objects(&self) -> Vec<String> {
         let mut v = vec![
@@ -195,6 +226,9 @@ impl RunRecord {
             self.started.resolved_object.clone(),
         ];
         v.extend(self.base.iter().cloned());
+        if let Seal::Sealed { object } = &self.seal {
+            v.push(object.clone());
+        }
         for (_, st) in &self.stages {
             if let Some(o) = st.output() {
                 v.push(o.to_string());
@@ -210,6 +244,7 @@ impl RunRecord {
 
 /// Appends events to one run's record.
 pub struct RecordWriter {
+    run_id: String,
     path: PathBuf,
     file: std::fs::File,
 }
@@ -224,7 +259,11 @@ impl RecordWriter {
             .append(true)
             .open(&path)
             .map_err(io_at(&path))?;
-        Ok(RecordWriter { path, file })
+        Ok(RecordWriter {
+            run_id: run_id.to_string(),
+            path,
+            file,
+        })
     }
 
     pub fn append(&mut self, event: &Event) -> Result<(), StoreError> {
@@ -239,6 +278,16 @@ impl RecordWriter {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// End the run: append `run_finished` and seal the record ([`super::seal::seal`]). Returns
+    /// the sealed record's address.
+    pub fn finish(&mut self, store: &Store, status: RunStatus) -> Result<String, StoreError> {
+        self.append(&Event::RunFinished {
+            status,
+            at: crate::time::now(),
+        })?;
+        super::seal::seal(store, &self.run_id)
     }
 }
 
@@ -298,6 +347,8 @@ pub fn parse_record(text: &str, file: &Path) -> Result<RunRecord, StoreError> {
         message: "no run_started event".into(),
     })?;
     Ok(RunRecord {
+        path: file.to_path_buf(),
+        seal: Seal::Unsealed,
         started,
         stages,
         nondeterminism,
@@ -307,7 +358,9 @@ pub fn parse_record(text: &str, file: &Path) -> Result<RunRecord, StoreError> {
     })
 }
 
-/// Every run in the store, oldest first. Unreadable records are skipped with a warning.
+/// Every run in the store, oldest first, each with its seal checked ([`RunRecord::seal`]).
+/// Unreadable records are skipped with a warning; records that fail their seal are returned
+/// (marked broken) so that the commands using them can refuse them by name.
 pub fn load_runs(store: &Store) -> Result<Vec<RunRecord>, StoreError> {
     let dir = store.runs_dir();
     let mut out = Vec::new();
@@ -321,8 +374,7 @@ pub fn load_runs(store: &Store) -> Result<Vec<RunRecord>, StoreError> {
         .collect();
     files.sort();
     for f in files {
-        let text = std::fs::read_to_string(&f).map_err(io_at(&f))?;
-        match parse_record(&text, &f) {
+        match read_record(store, &f)? {
             Ok(r) => out.push(r),
             Err(e) => tracing::warn!(error = %e, "skipping unreadable run record"),
         }
@@ -331,4 +383,33 @@ pub fn load_runs(store: &Store) -> Result<Vec<RunRecord>, StoreError> {
         (a.started.started_at.as_str(), a.id()).cmp(&(b.started.started_at.as_str(), b.id()))
     });
     Ok(out)
+}
+
+/// Read one record file and check it against its seal. The outer error is I/O; the inner one
+/// a record that cannot be read at all.
+pub fn read_record(
+    store: &Store,
+    file: &Path,
+) -> Result<Result<RunRecord, StoreError>, StoreError> {
+    let bytes = std::fs::read(file).map_err(io_at(file))?;
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let mut record = match parse_record(&text, file) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    record.seal = super::seal::state(store, &stem, &bytes)?;
+    if record.started.run_id != stem && !matches!(record.seal, Seal::Broken { .. }) {
+        record.seal = Seal::Broken {
+            problem: format!(
+                "it names run {} but is stored as run {stem}",
+                record.started.run_id
+            ),
+            sealed: None,
+        };
+    }
+    Ok(Ok(record))
 }

@@ -26,6 +26,12 @@ pub fn run_text(r: &RunRecord) -> String {
     if let Some((_, at)) = &r.finished {
         let _ = writeln!(o, "  finished {at}");
     }
+    let seal = match &r.seal {
+        super::Seal::Sealed { object } => format!("sealed (object {})", short(object)),
+        super::Seal::Unsealed => "not sealed (interrupted or still running)".into(),
+        super::Seal::Broken { problem, .. } => format!("FAILS ITS SEAL: {problem}"),
+    };
+    let _ = writeln!(o, "  record   {seal}");
     let _ = writeln!(
         o,
         "  code     git {}{}",

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::lineage::{self, Target};
+use crate::lineage::{self, Target, record, seal};
 use crate::store::{Store, Tree};
 
 /// Files copied into an exported directory when the output has them (`model.safetensors` is
@@ -79,7 +79,7 @@ fn damaged(store: &Store, ck: &Checkpoint, e: &crate::store::StoreError) -> Erro
 /// `root`'s promotions.yaml, or a tree's hash. The checkpoint is verified: its tree and every
 /// object it lists hash to their addresses.
 pub fn checkpoint_of(store: &Store, root: &Path, reference: &str) -> Result<Checkpoint> {
-    let (run_id, stage, output) = match lineage::resolve_with_channels(store, root, reference)? {
+    let (run_id, stage, output) = match super::promotions::resolve(store, root, reference)? {
         Target::Stage(r, s) => {
             let out = r
                 .stage(&s)
@@ -167,6 +167,13 @@ pub fn export(project: &super::Project, reference: &str, dir: &Path) -> Result<E
     }
     let store = Store::open_existing(&project.store_dir)?;
     let ck = checkpoint_of(&store, &project.root, reference)?;
+    // Shipping weights by run name trusts the run's record: it must be sealed and intact.
+    if let Some(run) = &ck.run_id {
+        let path = seal::record_path(&store, run);
+        if let Ok(r) = record::read_record(&store, &path)? {
+            r.sealed(&store)?;
+        }
+    }
     if !ck.tree.entries.contains_key("model.safetensors") {
         return Err(problem(
             format!(

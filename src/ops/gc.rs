@@ -1,4 +1,5 @@
-//! `medrun gc`: delete objects that no run record, promotion or `--keep` root reaches.
+//! `medrun gc`: delete objects that no run record, promotion or `--keep` root reaches. A sealed
+//! record's object (its sealed bytes) is one of the objects the record reaches.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -27,6 +28,8 @@ pub fn gc(root: &Path, store_dir: &Path, keep: &[String], dry_run: bool) -> Resu
     let _lock = store.lock_exclusive()?;
     let mut roots: BTreeSet<String> = BTreeSet::new();
     for r in load_runs(&store)? {
+        // gc deletes what no record names: a record that fails its seal cannot say what that is.
+        r.check_intact(&store)?;
         roots.extend(r.objects());
     }
     roots.extend(promotion_roots(root));

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod lock;
 pub mod plan;
 pub mod promote;
+pub mod promotions;
 pub mod reproduce;
 pub mod run;
 mod run_eval;

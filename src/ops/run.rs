@@ -368,10 +368,7 @@ pub fn run(
                         error: e.message.clone(),
                         at: crate::time::now(),
                     })?;
-                    rec.append(&Event::RunFinished {
-                        status: RunStatus::Failed,
-                        at: crate::time::now(),
-                    })?;
+                    rec.finish(&store, RunStatus::Failed)?;
                     let _ = std::fs::remove_dir_all(&work);
                     return Err(Error::Stage {
                         stage: ps.name.clone(),
@@ -517,10 +514,8 @@ pub fn run(
             eval_error = Some(e);
         }
     }
-    rec.append(&Event::RunFinished {
-        status: RunStatus::Ok,
-        at: crate::time::now(),
-    })?;
+    // The record is complete: seal it (its bytes become an object, see `lineage::seal`).
+    rec.finish(&store, RunStatus::Ok)?;
     if let Some(e) = eval_error {
         return Err(e);
     }

@@ -142,6 +142,46 @@ fn inside_root(root: &Path, path: &Path) -> Result<PathBuf, SpecError> {
     }
 }
 
+/// Resolve a spec from its text, reading its eval suites through `read` (project-relative path →
+/// the suite file's text) instead of the work tree: `medrun promotions verify` resolves the spec
+/// exactly as it was committed, with the suites of the same commit.
+pub fn resolve_text(
+    display: &Path,
+    text: &str,
+    read: &mut dyn FnMut(&RelPath) -> Result<String, String>,
+) -> Result<Spec, SpecError> {
+    let too_large = |d: &Path, t: &str| {
+        (t.len() > yaml::MAX_YAML_BYTES).then(|| {
+            SpecError::Yaml(YamlError::TooLarge {
+                at: At::file(d),
+                size: t.len() as u64,
+                limit: yaml::MAX_YAML_BYTES,
+            })
+        })
+    };
+    if let Some(e) = too_large(display, text) {
+        return Err(e);
+    }
+    yaml::check_version(text, display, "spec", SPEC_VERSION)?;
+    let raw: raw::RawSpec = yaml::parse(text, display)?;
+    let ctx = resolve::Ctx { file: display };
+    let mut suites = |at: &raw::S<String>, rel: RelPath| -> Result<Suite, SpecError> {
+        let sd = PathBuf::from(rel.as_str());
+        let stext = read(&rel).map_err(|m| SpecError::Invalid {
+            at: At::spanned(display, at),
+            message: format!("eval suite `{rel}`: {m}"),
+            hint: "the suite must be committed with the spec".into(),
+        })?;
+        if let Some(e) = too_large(&sd, &stext) {
+            return Err(e);
+        }
+        yaml::check_version(&stext, &sd, "suite", SUITE_VERSION)?;
+        let raw: raw::RawSuite = yaml::parse(&stext, &sd)?;
+        resolve::suite(&resolve::Ctx { file: &sd }, rel, raw)
+    };
+    resolve::spec(&ctx, raw, &mut suites)
+}
+
 /// Every spec under `root/runs` and every suite under `root/evals`, sorted by path.
 pub fn discover(root: &Path, dir: &str) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();

@@ -11,6 +11,7 @@
 //!   keys-v1/ab/<key>.out         the content address that key produced (created once)
 //!   keys-v1/ab/<key>.ckpt        the latest mid-stage checkpoint of an unfinished stage
 //!   runs-v1/<run id>.jsonl       append-only run records (see `lineage`)
+//!   runs-v1/<run id>.seal        the sealed record's object id, once its run ends (`lineage::seal`)
 //!   tmp/                         in-flight writes; never visible as objects
 //!   state-v1.json                the dataset state cache (a hint, see `lock::state`)
 //! ```

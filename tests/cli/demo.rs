@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::train::medrun;
-use crate::common::{Project, stderr};
+use crate::common::{Project, rewrite_sealed, stderr};
 
 fn repo(rel: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -132,14 +132,9 @@ fn ci_spec_runs_evaluates_promotes_and_reproduces_identically() {
     );
     let run_id = report["run_id"].as_str().unwrap();
     let runs = p.store().join("runs-v1");
-    let record = std::fs::read_dir(&runs)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|f| f.to_string_lossy().contains(run_id))
-        .unwrap();
+    let record = runs.join(format!("{run_id}.jsonl"));
     let text = std::fs::read_to_string(&record).unwrap();
-    std::fs::write(&record, text.replace(pt, sft)).unwrap();
+    rewrite_sealed(&store, &record, &text.replace(pt, sft));
     let o = medrun(&p, &["reproduce", run_id, "--stage", "pt"], 2)
         .output()
         .unwrap();
@@ -149,7 +144,7 @@ fn ci_spec_runs_evaluates_promotes_and_reproduces_identically() {
     assert!(err.contains("model.safetensors"), "{err}");
     // The swapped-in output started from other parameters (PT's result, not the seeded init).
     assert!(err.contains("parameters first differ at step 0"), "{err}");
-    std::fs::write(&record, text.clone()).unwrap();
+    rewrite_sealed(&store, &record, &text);
 
     // A tampered trajectory fingerprint: the record's PT output has every file PT produces, but
     // the fingerprint recorded for one step is wrong. reproduce names the stage, the file and
@@ -163,7 +158,7 @@ fn ci_spec_runs_evaluates_promotes_and_reproduces_identically() {
     bad.entries.get_mut("trajectory.json").unwrap().object = store.put_bytes(&bytes).unwrap();
     bad.entries.get_mut("trajectory.json").unwrap().bytes = bytes.len() as u64;
     let bad_id = bad.put(&store).unwrap();
-    std::fs::write(&record, text.replace(pt, &bad_id)).unwrap();
+    rewrite_sealed(&store, &record, &text.replace(pt, &bad_id));
     let o = medrun(&p, &["reproduce", run_id, "--stage", "pt"], 2)
         .output()
         .unwrap();
@@ -176,7 +171,7 @@ fn ci_spec_runs_evaluates_promotes_and_reproduces_identically() {
         err.contains(&format!("parameters first differ at step {tampered_step}")),
         "{err}"
     );
-    std::fs::write(&record, text).unwrap();
+    rewrite_sealed(&store, &record, &text);
 
     // A changed input is refused before any work.
     let mut pairs = p.read("data/demo/dpo.jsonl");

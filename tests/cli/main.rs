@@ -8,6 +8,7 @@ mod integrity;
 mod keys;
 mod lock;
 mod paths;
+mod promotions;
 mod reproduce;
 mod run;
 mod snapshots;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use crate::common::{FakeTrainer, Project, executors, project, stderr, stdout};
+use crate::common::{FakeTrainer, Project, executors, project, rewrite_sealed, stderr, stdout};
 
 /// A project with one recorded run (fake trainer): its run id.
 fn trained() -> (Project, String) {
@@ -108,7 +108,9 @@ fn plant_record(p: &Project, run_id: &str, commit: &str) {
     first["git"]["commit"] = commit.into();
     first["engine"]["source_hash"] = "0".repeat(64).into();
     lines[0] = serde_json::to_string(&first).unwrap();
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    // Sealed again, as whoever can write the store can: the trust rule must hold on its own.
+    let store = medrun::store::Store::open_existing(&p.store()).unwrap();
+    rewrite_sealed(&store, &path, &(lines.join("\n") + "\n"));
 }
 
 fn reproduce(p: &Project, args: &[&str]) -> Output {

@@ -50,6 +50,7 @@ fn run_records_and_caches() {
             .unwrap()
             .flatten()
             .map(|e| e.path())
+            .filter(|f| f.extension().is_some_and(|e| e == "jsonl"))
             .collect();
         assert_eq!(runs.len(), 2);
         runs.iter()

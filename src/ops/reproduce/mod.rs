@@ -354,11 +354,11 @@ pub fn reproduce(
 ) -> Result<ReproReport> {
     let only = opts.only;
     let store = Store::open_existing(&project.store_dir)?;
-    let run = match lineage::resolve_with_channels(&store, &project.root, reference)? {
+    let run = match super::promotions::resolve(&store, &project.root, reference)? {
         Target::Run(r) | Target::Stage(r, _) => *r,
         Target::Object(id) => {
             let runs = lineage::load_runs(&store)?;
-            lineage::producers(&runs, &id)
+            lineage::producers(&store, &runs, &id)?
                 .into_iter()
                 .next()
                 .map(|(r, _, _)| r)

@@ -101,6 +101,8 @@ fn fixture() -> Fixture {
         stages: stages.iter().map(|(p, _)| p.clone()).collect(),
     };
     let run = RunRecord {
+        path: std::path::PathBuf::new(),
+        seal: crate::lineage::seal::Seal::Unsealed,
         started,
         stages,
         nondeterminism: Vec::new(),

@@ -4,7 +4,7 @@
 # exit: 0
 # stdout: zh/ppl/word_perplexity
 # stdout:  inf
-# writes: .medrun/state-v1.json .medrun/runs-v1/*
+# writes: .medrun/state-v1.json .medrun/runs-v1/* .medrun/objects-v1/**
 cat > evals/zh.yaml <<'YAML'
 version: 1
 name: zh

@@ -4,7 +4,7 @@
 # exit: 3
 # expect: dpo:zh/ppl/word_perplexity
 # stdout: inf > max 50
-# writes: .medrun/state-v1.json .medrun/runs-v1/*
+# writes: .medrun/state-v1.json .medrun/runs-v1/* .medrun/objects-v1/**
 cat > evals/zh.yaml <<'YAML'
 version: 1
 name: zh

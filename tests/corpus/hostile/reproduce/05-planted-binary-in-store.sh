@@ -12,6 +12,7 @@ planted=".medrun/tmp/reproduce-${c:0:12}/target/release/medrun"
 printf '#!/bin/sh\ntouch "%s/PWNED"\necho "{\"run\": \"x\", \"identical\": true, \"stages\": []}"\n' "$PWD" > "$planted"
 chmod +x "$planted"
 # The planted record: the newest run record, rewritten to name commit $c and another engine.
+chmod u+w "$(record)"
 python3 - "$(record)" "$c" <<'PY'
 import json, sys
 path, commit = sys.argv[1], sys.argv[2]
@@ -22,3 +23,5 @@ first["engine"]["source_hash"] = "0" * 64
 lines[0] = json.dumps(first)
 open(path, "w", encoding="utf-8").write("\n".join(lines) + "\n")
 PY
+# Sealed again, as whoever can write the store can: the trust rule must hold on its own.
+reseal "$(record)"
