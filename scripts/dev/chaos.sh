@@ -37,6 +37,8 @@ echo "chaos: $n kills, seed $seed, binary $MEDRUN, scratch $work"
 
 export GIT_AUTHOR_NAME=chaos GIT_AUTHOR_EMAIL=chaos@medrun.invalid
 export GIT_COMMITTER_NAME=chaos GIT_COMMITTER_EMAIL=chaos@medrun.invalid
+# Fixed dates: both clones make the same commit, so promotions.yaml records the same commit id.
+export GIT_AUTHOR_DATE=2026-01-01T00:00:00Z GIT_COMMITTER_DATE=2026-01-01T00:00:00Z
 export NO_COLOR=1
 unset MEDRUN_STORE
 
